@@ -1,0 +1,204 @@
+// Package boltstore is the embedded store: one bbolt file, no server to run.
+// bbolt serialises writers and fsyncs every commit, which gives the store's
+// guarantees (one transaction per change, durable before the call returns)
+// directly.
+package boltstore
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+
+	"github.com/conngate/conngate/store"
+)
+
+// Bucket layout. Keys are chosen so that bbolt's byte order is the listing
+// order: connection ids sort by creation time.
+var (
+	bucketConnections = []byte("connections") // id -> JSON store.Connection
+	bucketByOrg       = []byte("by_org")      // org_id 0x00 id -> empty
+	bucketMeta        = []byte("meta")        // "revision" -> uint64 big-endian
+	bucketSecrets     = []byte("secrets")     // name -> bytes
+	keyRevision       = []byte("revision")
+)
+
+// lockTimeout bounds the wait for bbolt's file lock, held by any other
+// process that has the file open: better a clear error than a hang.
+const lockTimeout = 2 * time.Second
+
+// Store is a store.Store on one bbolt file.
+type Store struct {
+	db  *bolt.DB
+	now func() time.Time
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Open opens (creating if needed) the store file at path. A bbolt file can be
+// open only once per process; callers that may open it twice (Caddy reloads)
+// must share the *Store.
+func Open(path string) (*Store, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("creating directory for store %s: %w", path, err)
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: lockTimeout})
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return nil, fmt.Errorf("opening store %s: the file is locked by another process (is another conngate running on it?)", path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("opening store %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, name := range [][]byte{bucketConnections, bucketByOrg, bucketMeta, bucketSecrets} {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("initialising store %s: %w", path, err)
+	}
+	return &Store{db: db, now: func() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }}, nil
+}
+
+// Close releases the file.
+func (s *Store) Close() error { return s.db.Close() }
+
+// Create implements store.Store.
+func (s *Store) Create(_ context.Context, n store.NewConnection) (store.Connection, error) {
+	if err := n.Validate(); err != nil {
+		return store.Connection{}, err
+	}
+	now := s.now()
+	c := store.Connection{
+		ID:        store.NewID(now),
+		Name:      n.Name,
+		OrgID:     n.OrgID,
+		UserID:    n.UserID,
+		Status:    store.StatusActive,
+		CreatedAt: now,
+		UpdatedAt: now,
+	}
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		rev, err := nextRevision(tx)
+		if err != nil {
+			return err
+		}
+		c.Revision = rev
+		if err := putConnection(tx, c); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketByOrg).Put(orgKey(c.OrgID, c.ID), nil)
+	})
+	if err != nil {
+		return store.Connection{}, fmt.Errorf("creating connection: %w", err)
+	}
+	return c, nil
+}
+
+// Get implements store.Store.
+func (s *Store) Get(_ context.Context, id string) (c store.Connection, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		c, err = getConnection(tx, id)
+		return err
+	})
+	return c, err
+}
+
+// Apply implements store.Store. Reading the status, deciding with store.Next
+// and writing happen in one bbolt write transaction, and bbolt allows one
+// writer at a time, so concurrent changes are applied one after the other.
+func (s *Store) Apply(_ context.Context, id string, action store.Action) (c store.Connection, changed bool, err error) {
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		c, err = getConnection(tx, id)
+		if err != nil {
+			return err
+		}
+		to, ch, err := store.Next(c.Status, action)
+		if err != nil || !ch {
+			return err
+		}
+		rev, err := nextRevision(tx)
+		if err != nil {
+			return err
+		}
+		c.Status, c.UpdatedAt, c.Revision = to, s.now(), rev
+		changed = true
+		return putConnection(tx, c)
+	})
+	if err != nil {
+		return c, false, err
+	}
+	return c, changed, nil
+}
+
+// Secret implements store.Store.
+func (s *Store) Secret(_ context.Context, name string, create func() ([]byte, error)) (secret []byte, err error) {
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketSecrets)
+		if v := b.Get([]byte(name)); v != nil {
+			secret = append([]byte(nil), v...)
+			return nil
+		}
+		secret, err = create()
+		if err != nil {
+			return err
+		}
+		return b.Put([]byte(name), secret)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("loading secret %q: %w", name, err)
+	}
+	return secret, nil
+}
+
+// nextRevision bumps the store-wide revision inside tx, so the revision and
+// the change it numbers commit together.
+func nextRevision(tx *bolt.Tx) (uint64, error) {
+	meta := tx.Bucket(bucketMeta)
+	var rev uint64
+	if v := meta.Get(keyRevision); v != nil {
+		rev = binary.BigEndian.Uint64(v)
+	}
+	rev++
+	var buf [8]byte
+	binary.BigEndian.PutUint64(buf[:], rev)
+	return rev, meta.Put(keyRevision, buf[:])
+}
+
+func getConnection(tx *bolt.Tx, id string) (store.Connection, error) {
+	v := tx.Bucket(bucketConnections).Get([]byte(id))
+	if v == nil {
+		return store.Connection{}, store.ErrNotFound
+	}
+	var c store.Connection
+	if err := json.Unmarshal(v, &c); err != nil {
+		return store.Connection{}, fmt.Errorf("decoding connection %s: %w", id, err)
+	}
+	return c, nil
+}
+
+func putConnection(tx *bolt.Tx, c store.Connection) error {
+	v, err := json.Marshal(c)
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(bucketConnections).Put([]byte(c.ID), v)
+}
+
+func orgKey(orgID, id string) []byte {
+	k := make([]byte, 0, len(orgID)+1+len(id))
+	k = append(k, orgID...)
+	k = append(k, 0)
+	return append(k, id...)
+}

@@ -1,0 +1,64 @@
+package boltstore
+
+import (
+	"bytes"
+	"context"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/conngate/conngate/store"
+)
+
+// List implements store.Store. With an organisation it walks that
+// organisation's index range only, so a page costs the same however many
+// other organisations there are.
+func (s *Store) List(_ context.Context, q store.ListQuery) (conns []store.Connection, next string, err error) {
+	limit := q.Limit
+	if limit <= 0 {
+		limit = store.DefaultListLimit
+	}
+	limit = min(limit, store.MaxListLimit)
+
+	err = s.db.View(func(tx *bolt.Tx) error {
+		// One more than a page tells whether there is a next page.
+		collect := func(id []byte) (bool, error) {
+			c, err := getConnection(tx, string(id))
+			if err != nil {
+				return false, err
+			}
+			if q.Status == "" || c.Status == q.Status {
+				conns = append(conns, c)
+			}
+			return len(conns) > limit, nil
+		}
+		if q.OrgID != "" {
+			return walkIndex(tx.Bucket(bucketByOrg).Cursor(), orgKey(q.OrgID, ""), q.After, collect)
+		}
+		return walkIndex(tx.Bucket(bucketConnections).Cursor(), nil, q.After, collect)
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	if len(conns) > limit {
+		conns = conns[:limit]
+		next = conns[limit-1].ID
+	}
+	return conns, next, nil
+}
+
+// walkIndex visits, in key order, the ids of the keys that start with prefix
+// and whose id part comes after the cursor, until visit says stop.
+func walkIndex(cur *bolt.Cursor, prefix []byte, after string, visit func(id []byte) (stop bool, err error)) error {
+	start := append(append([]byte(nil), prefix...), after...)
+	k, _ := cur.Seek(start)
+	if after != "" && bytes.Equal(k, start) {
+		k, _ = cur.Next()
+	}
+	for ; k != nil && bytes.HasPrefix(k, prefix); k, _ = cur.Next() {
+		stop, err := visit(k[len(prefix):])
+		if err != nil || stop {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,46 @@
+package store
+
+import "context"
+
+// Store persists connections. Every implementation must:
+//   - apply a status change with Next inside the same transaction as the
+//     write, so that no interleaving can resurrect a deleted connection;
+//   - give every change (creation or status change) a store-wide revision
+//     greater than every earlier one, recorded on the connection;
+//   - have a change durable before the call returns.
+//
+// storetest.Run checks all of this for a backend.
+type Store interface {
+	// Create stores a new active connection.
+	Create(ctx context.Context, n NewConnection) (Connection, error)
+	// Get returns ErrNotFound for an unknown id.
+	Get(ctx context.Context, id string) (Connection, error)
+	// List returns connections in id order (creation order), and the cursor
+	// to pass for the next page, empty on the last page.
+	List(ctx context.Context, q ListQuery) (conns []Connection, next string, err error)
+	// Apply performs action on the connection. changed is false when the
+	// connection was already in the resulting status; then nothing is written
+	// and the revision stays.
+	Apply(ctx context.Context, id string, action Action) (c Connection, changed bool, err error)
+	// Secret returns the value stored under name, creating it with create on
+	// first use. It keeps generated key material (such as the token signing
+	// key) with the data it signs for, so it survives restarts.
+	Secret(ctx context.Context, name string, create func() ([]byte, error)) ([]byte, error)
+	Close() error
+}
+
+// ListQuery filters and pages a listing. Zero values mean "any".
+type ListQuery struct {
+	OrgID  string
+	Status Status
+	// Limit is the page size; 0 means DefaultListLimit.
+	Limit int
+	// After is the cursor returned by the previous page.
+	After string
+}
+
+// Page size bounds for List.
+const (
+	DefaultListLimit = 50
+	MaxListLimit     = 500
+)

@@ -1,0 +1,299 @@
+// Package storetest is the conformance suite every store.Store backend must
+// pass: the state machine applied in the store, revisions, listing, secrets,
+// durability across reopen and concurrent writers.
+package storetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/conngate/conngate/store"
+)
+
+// Opener opens the backend under test. Called twice with the same name it
+// must open the same persistent data (after the first was closed); it must
+// start empty for a name not used before in this test.
+type Opener func(t *testing.T, name string) store.Store
+
+// Run runs the whole suite.
+func Run(t *testing.T, open Opener) {
+	t.Run("StateMachine", func(t *testing.T) { testStateMachine(t, open) })
+	t.Run("Revisions", func(t *testing.T) { testRevisions(t, open) })
+	t.Run("Persistence", func(t *testing.T) { testPersistence(t, open) })
+	t.Run("List", func(t *testing.T) { testList(t, open) })
+	t.Run("Secret", func(t *testing.T) { testSecret(t, open) })
+	t.Run("ConcurrentWriters", func(t *testing.T) { testConcurrentWriters(t, open) })
+	t.Run("InvalidInput", func(t *testing.T) { testInvalidInput(t, open) })
+}
+
+func create(t *testing.T, s store.Store, org string) store.Connection {
+	t.Helper()
+	c, err := s.Create(context.Background(), store.NewConnection{Name: "app", OrgID: org, UserID: "user-1"})
+	if err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	return c
+}
+
+// put brings a fresh connection into status st through the public API.
+func put(t *testing.T, s store.Store, st store.Status) store.Connection {
+	t.Helper()
+	c := create(t, s, "org-1")
+	switch st {
+	case store.StatusDisabled:
+		c, _, _ = s.Apply(context.Background(), c.ID, store.ActionDisable)
+	case store.StatusDeleted:
+		c, _, _ = s.Apply(context.Background(), c.ID, store.ActionDelete)
+	}
+	if c.Status != st {
+		t.Fatalf("setup: status %s, want %s", c.Status, st)
+	}
+	return c
+}
+
+// Every status x every action, through the store: the result must agree with
+// store.Next and be what a later Get returns.
+func testStateMachine(t *testing.T, open Opener) {
+	s := open(t, "sm")
+	ctx := context.Background()
+	for _, from := range []store.Status{store.StatusActive, store.StatusDisabled, store.StatusDeleted} {
+		for _, action := range []store.Action{store.ActionEnable, store.ActionDisable, store.ActionDelete} {
+			t.Run(fmt.Sprintf("%s/%s", from, action), func(t *testing.T) {
+				before := put(t, s, from)
+				wantTo, wantChanged, wantErr := store.Next(from, action)
+				got, changed, err := s.Apply(ctx, before.ID, action)
+				if !errors.Is(err, wantErr) || (err == nil) != (wantErr == nil) {
+					t.Fatalf("Apply err = %v, want %v", err, wantErr)
+				}
+				if changed != wantChanged {
+					t.Errorf("changed = %v, want %v", changed, wantChanged)
+				}
+				stored, err := s.Get(ctx, before.ID)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if stored.Status != wantTo {
+					t.Errorf("stored status %s, want %s", stored.Status, wantTo)
+				}
+				if wantErr == nil && got.Status != wantTo {
+					t.Errorf("returned status %s, want %s", got.Status, wantTo)
+				}
+				if wantChanged && stored.Revision <= before.Revision {
+					t.Errorf("revision did not grow: %d -> %d", before.Revision, stored.Revision)
+				}
+				if !wantChanged && stored.Revision != before.Revision {
+					t.Errorf("no-op changed revision: %d -> %d", before.Revision, stored.Revision)
+				}
+			})
+		}
+	}
+	if _, _, err := s.Apply(ctx, "conn_missing", store.ActionDisable); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Apply on unknown id: %v, want ErrNotFound", err)
+	}
+	if _, err := s.Get(ctx, "conn_missing"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Get unknown id: %v, want ErrNotFound", err)
+	}
+}
+
+func testRevisions(t *testing.T, open Opener) {
+	s := open(t, "rev")
+	ctx := context.Background()
+	var last uint64
+	check := func(c store.Connection) {
+		t.Helper()
+		if c.Revision <= last {
+			t.Fatalf("revision %d not above previous %d", c.Revision, last)
+		}
+		last = c.Revision
+	}
+	a := create(t, s, "org-1")
+	check(a)
+	b := create(t, s, "org-2")
+	check(b)
+	for _, step := range []struct {
+		id     string
+		action store.Action
+	}{{a.ID, store.ActionDisable}, {b.ID, store.ActionDisable}, {a.ID, store.ActionEnable}, {b.ID, store.ActionDelete}} {
+		c, _, err := s.Apply(ctx, step.id, step.action)
+		if err != nil {
+			t.Fatal(err)
+		}
+		check(c)
+	}
+	if got, _ := s.Get(ctx, a.ID); got.UpdatedAt.Before(got.CreatedAt) {
+		t.Errorf("updated_at %v before created_at %v", got.UpdatedAt, got.CreatedAt)
+	}
+}
+
+func testPersistence(t *testing.T, open Opener) {
+	ctx := context.Background()
+	s := open(t, "persist")
+	a := put(t, s, store.StatusDisabled)
+	d := put(t, s, store.StatusDeleted)
+	key, err := s.Secret(ctx, "k", func() ([]byte, error) { return []byte("first"), nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s = open(t, "persist")
+	for _, want := range []store.Connection{a, d} {
+		got, err := s.Get(ctx, want.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Status != want.Status || got.Revision != want.Revision || got.Name != want.Name ||
+			!got.CreatedAt.Equal(want.CreatedAt) || !got.UpdatedAt.Equal(want.UpdatedAt) {
+			t.Errorf("after reopen got %+v, want %+v", got, want)
+		}
+	}
+	if _, _, err := s.Apply(ctx, d.ID, store.ActionEnable); !errors.Is(err, store.ErrDeleted) {
+		t.Errorf("enable deleted after reopen: %v, want ErrDeleted", err)
+	}
+	again, _ := s.Secret(ctx, "k", func() ([]byte, error) { return []byte("second"), nil })
+	if string(again) != string(key) {
+		t.Errorf("secret after reopen %q, want %q", again, key)
+	}
+	c := create(t, s, "org-1")
+	if c.Revision <= d.Revision {
+		t.Errorf("revision went back after reopen: %d <= %d", c.Revision, d.Revision)
+	}
+}
+
+func testList(t *testing.T, open Opener) {
+	s := open(t, "list")
+	ctx := context.Background()
+	var org1 []store.Connection
+	for i := range 7 {
+		org1 = append(org1, create(t, s, "org-1"))
+		create(t, s, "org-2")
+		if i%3 == 0 {
+			s.Apply(ctx, org1[i].ID, store.ActionDisable)
+		}
+	}
+	// Page through org-1 two at a time: every connection once, in id order.
+	var got []string
+	cursor := ""
+	for pages := 0; ; pages++ {
+		if pages > 10 {
+			t.Fatal("pagination does not end")
+		}
+		page, next, err := s.List(ctx, store.ListQuery{OrgID: "org-1", Limit: 2, After: cursor})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range page {
+			if c.OrgID != "org-1" {
+				t.Fatalf("org filter leaked %s", c.OrgID)
+			}
+			got = append(got, c.ID)
+		}
+		if next == "" {
+			break
+		}
+		cursor = next
+	}
+	if len(got) != len(org1) {
+		t.Fatalf("listed %d, want %d", len(got), len(org1))
+	}
+	for i := range got {
+		if got[i] != org1[i].ID {
+			t.Fatalf("order: got[%d]=%s, want %s", i, got[i], org1[i].ID)
+		}
+	}
+
+	disabled, next, err := s.List(ctx, store.ListQuery{OrgID: "org-1", Status: store.StatusDisabled})
+	if err != nil || next != "" {
+		t.Fatalf("List disabled: %v next=%q", err, next)
+	}
+	if len(disabled) != 3 {
+		t.Errorf("disabled in org-1: %d, want 3", len(disabled))
+	}
+	all, _, _ := s.List(ctx, store.ListQuery{Limit: 100})
+	if len(all) != 14 {
+		t.Errorf("all: %d, want 14", len(all))
+	}
+	none, next, _ := s.List(ctx, store.ListQuery{OrgID: "org"}) // a prefix of real org ids
+	if len(none) != 0 || next != "" {
+		t.Errorf("org prefix matched %d connections", len(none))
+	}
+}
+
+func testSecret(t *testing.T, open Opener) {
+	s := open(t, "secret")
+	ctx := context.Background()
+	calls := 0
+	gen := func() ([]byte, error) { calls++; return []byte{1, 2, 3}, nil }
+	a, err := s.Secret(ctx, "signing", gen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := s.Secret(ctx, "signing", gen)
+	if calls != 1 || string(a) != string(b) {
+		t.Errorf("secret created %d times, %v vs %v", calls, a, b)
+	}
+	boom := errors.New("boom")
+	if _, err := s.Secret(ctx, "other", func() ([]byte, error) { return nil, boom }); !errors.Is(err, boom) {
+		t.Errorf("create error not returned: %v", err)
+	}
+}
+
+// Many goroutines toggling and deleting the same connections: every change
+// gets a distinct revision, and no connection comes back from deleted.
+func testConcurrentWriters(t *testing.T, open Opener) {
+	s := open(t, "concurrent")
+	ctx := context.Background()
+	conns := []store.Connection{create(t, s, "org-1"), create(t, s, "org-1"), create(t, s, "org-1")}
+	var (
+		mu        sync.Mutex
+		revisions = map[uint64]bool{}
+		wg        sync.WaitGroup
+	)
+	actions := []store.Action{store.ActionDisable, store.ActionEnable, store.ActionDisable, store.ActionEnable, store.ActionDelete}
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 40 {
+				c := conns[(w+i)%len(conns)]
+				got, changed, err := s.Apply(ctx, c.ID, actions[(w*7+i)%len(actions)])
+				if err != nil && !errors.Is(err, store.ErrDeleted) {
+					t.Error(err)
+					return
+				}
+				if changed {
+					mu.Lock()
+					if revisions[got.Revision] {
+						t.Errorf("revision %d given twice", got.Revision)
+					}
+					revisions[got.Revision] = true
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for _, c := range conns {
+		got, _ := s.Get(ctx, c.ID)
+		if got.Status != store.StatusDeleted {
+			t.Errorf("%s ended %s; every connection was deleted at some point and must stay deleted", c.ID, got.Status)
+		}
+	}
+}
+
+func testInvalidInput(t *testing.T, open Opener) {
+	s := open(t, "invalid")
+	_, err := s.Create(context.Background(), store.NewConnection{Name: "", OrgID: "o", UserID: "u"})
+	if !errors.Is(err, store.ErrInvalid) {
+		t.Errorf("empty name: %v, want ErrInvalid", err)
+	}
+	all, _, _ := s.List(context.Background(), store.ListQuery{})
+	if len(all) != 0 {
+		t.Errorf("invalid create stored %d connections", len(all))
+	}
+}
