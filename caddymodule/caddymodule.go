@@ -1,0 +1,14 @@
+// Package caddymodule registers every conngate Caddy module. Import it for
+// its side effects, as xcaddy/main.go does:
+//
+//	import _ "github.com/conngate/conngate/caddymodule"
+//
+// The modules themselves live in sub-packages: control (the control
+// endpoint: REST API, token issuing, the store) and gate (the gateway
+// handler in front of the data API).
+package caddymodule
+
+import (
+	_ "github.com/conngate/conngate/caddymodule/control"
+	_ "github.com/conngate/conngate/caddymodule/gate"
+)

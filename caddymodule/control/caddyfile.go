@@ -1,0 +1,103 @@
+package control
+
+import (
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+func init() {
+	httpcaddyfile.RegisterHandlerDirective("connection_control", parseCaddyfile)
+	// A terminal handler: it sits with Caddy's responders so it can stand
+	// alone in a site block.
+	httpcaddyfile.RegisterDirectiveOrder("connection_control", httpcaddyfile.Before, "file_server")
+}
+
+func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	c := new(Control)
+	err := c.UnmarshalCaddyfile(h.Dispenser)
+	return c, err
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+//
+//	connection_control {
+//		store bolt <path>
+//		api_key admin|gateway <key>
+//		signing_key <pem file>
+//		issuer <iss>
+//		audience <aud>
+//		token_lifetime <duration>
+//	}
+//
+// api_key may be repeated, one key per line.
+func (c *Control) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		switch d.Val() {
+		case "store":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			name := d.Val()
+			mod, err := caddyfile.UnmarshalModule(d, "conngate.stores."+name)
+			if err != nil {
+				return err
+			}
+			c.StoreRaw = caddyconfig.JSONModuleObject(mod, "backend", name, nil)
+		case "api_key":
+			var k APIKey
+			if !d.Args(&k.Role, &k.Key) {
+				return d.ArgErr()
+			}
+			if k.Role != string(roleAdmin) && k.Role != string(roleGateway) {
+				return d.Errf("api_key role %q: want admin or gateway", k.Role)
+			}
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			c.APIKeys = append(c.APIKeys, k)
+		case "signing_key":
+			if err := singleArg(d, &c.SigningKeyFile); err != nil {
+				return err
+			}
+		case "issuer":
+			if err := singleArg(d, &c.Issuer); err != nil {
+				return err
+			}
+		case "audience":
+			if err := singleArg(d, &c.Audience); err != nil {
+				return err
+			}
+		case "token_lifetime":
+			var s string
+			if err := singleArg(d, &s); err != nil {
+				return err
+			}
+			dur, err := caddy.ParseDuration(s)
+			if err != nil {
+				return d.Errf("token_lifetime %q: %v", s, err)
+			}
+			c.TokenLifetime = caddy.Duration(dur)
+		default:
+			return d.Errf("unrecognized subdirective %q", d.Val())
+		}
+	}
+	return nil
+}
+
+func singleArg(d *caddyfile.Dispenser, into *string) error {
+	if !d.NextArg() {
+		return d.ArgErr()
+	}
+	*into = d.Val()
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	return nil
+}

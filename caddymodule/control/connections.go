@@ -1,0 +1,182 @@
+package control
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/conngate/conngate/store"
+)
+
+// maxBodyBytes caps request bodies: a create body is a few hundred bytes.
+const maxBodyBytes = 64 << 10
+
+type connectionBody struct {
+	Connection store.Connection `json:"connection"`
+}
+
+type createdBody struct {
+	Connection  store.Connection `json:"connection"`
+	AccessToken string           `json:"access_token"`
+	TokenType   string           `json:"token_type"`
+	ExpiresAt   time.Time        `json:"expires_at"`
+}
+
+type listBody struct {
+	Connections []store.Connection `json:"connections"`
+	NextCursor  string             `json:"next_cursor"`
+}
+
+type statusBody struct {
+	ID       string       `json:"id"`
+	Status   store.Status `json:"status"`
+	Revision uint64       `json:"revision"`
+}
+
+func (c *Control) createConnection(w http.ResponseWriter, r *http.Request) {
+	var n store.NewConnection
+	if !decodeBody(w, r, &n) {
+		return
+	}
+	conn, err := c.store.Create(r.Context(), n)
+	if err != nil {
+		c.writeStoreError(w, r, err)
+		return
+	}
+	token, exp, err := c.tokens.issue(conn, time.Now())
+	if err != nil {
+		// The connection exists but nobody holds a token for it: say so
+		// rather than pretend, and leave it to the caller to delete or retry.
+		c.logger.Error("signing access token", zap.String("connection_id", conn.ID), zap.Error(err))
+		writeError(w, http.StatusInternalServerError, "internal_error", "The connection "+conn.ID+" was created but its access token could not be signed.")
+		return
+	}
+	c.logger.Info("connection created", zap.String("connection_id", conn.ID), zap.String("org_id", conn.OrgID), zap.Uint64("revision", conn.Revision))
+	w.Header().Set("Location", "/v1/connections/"+conn.ID)
+	writeJSON(w, http.StatusCreated, createdBody{Connection: conn, AccessToken: token, TokenType: "Bearer", ExpiresAt: exp})
+}
+
+func (c *Control) listConnections(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	query := store.ListQuery{OrgID: q.Get("org_id"), Status: store.Status(q.Get("status")), After: q.Get("cursor")}
+	if query.Status != "" && !query.Status.Valid() {
+		writeError(w, http.StatusBadRequest, "invalid_request", "status must be active, disabled or deleted.")
+		return
+	}
+	if query.OrgID != "" && !validID(w, "org_id", query.OrgID) || query.After != "" && !validID(w, "cursor", query.After) {
+		return
+	}
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > store.MaxListLimit {
+			writeError(w, http.StatusBadRequest, "invalid_request", "limit must be a whole number from 1 to "+strconv.Itoa(store.MaxListLimit)+".")
+			return
+		}
+		query.Limit = n
+	}
+	conns, next, err := c.store.List(r.Context(), query)
+	if err != nil {
+		c.writeStoreError(w, r, err)
+		return
+	}
+	if conns == nil {
+		conns = []store.Connection{} // [] rather than null for clients
+	}
+	writeJSON(w, http.StatusOK, listBody{Connections: conns, NextCursor: next})
+}
+
+func (c *Control) getConnection(w http.ResponseWriter, r *http.Request) {
+	id, ok := pathID(w, r)
+	if !ok {
+		return
+	}
+	conn, err := c.store.Get(r.Context(), id)
+	if err != nil {
+		c.writeStoreError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, connectionBody{conn})
+}
+
+func (c *Control) getStatus(w http.ResponseWriter, r *http.Request) {
+	id, ok := pathID(w, r)
+	if !ok {
+		return
+	}
+	conn, err := c.store.Get(r.Context(), id)
+	if err != nil {
+		c.writeStoreError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, statusBody{ID: conn.ID, Status: conn.Status, Revision: conn.Revision})
+}
+
+func (c *Control) disableConnection(w http.ResponseWriter, r *http.Request) {
+	c.apply(w, r, store.ActionDisable)
+}
+
+func (c *Control) enableConnection(w http.ResponseWriter, r *http.Request) {
+	c.apply(w, r, store.ActionEnable)
+}
+
+func (c *Control) deleteConnection(w http.ResponseWriter, r *http.Request) {
+	c.apply(w, r, store.ActionDelete)
+}
+
+func (c *Control) apply(w http.ResponseWriter, r *http.Request, action store.Action) {
+	id, ok := pathID(w, r)
+	if !ok {
+		return
+	}
+	conn, changed, err := c.store.Apply(r.Context(), id, action)
+	if err != nil {
+		c.writeStoreError(w, r, err)
+		return
+	}
+	if changed {
+		c.logger.Info("connection status changed", zap.String("connection_id", conn.ID), zap.String("action", string(action)),
+			zap.String("status", string(conn.Status)), zap.Uint64("revision", conn.Revision))
+	}
+	writeJSON(w, http.StatusOK, connectionBody{conn})
+}
+
+func pathID(w http.ResponseWriter, r *http.Request) (string, bool) {
+	id := r.PathValue("id")
+	return id, validID(w, "connection id", id)
+}
+
+func validID(w http.ResponseWriter, field, id string) bool {
+	if err := store.ValidateID(field, id); err != nil {
+		writeError(w, http.StatusBadRequest, "invalid_request", err.Error()+".")
+		return false
+	}
+	return true
+}
+
+// decodeBody reads one JSON object into v, strictly: unknown fields, trailing
+// data and oversized bodies are refused with a 4xx that says which.
+func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if err == nil {
+		if extra := dec.Decode(&json.RawMessage{}); extra != io.EOF {
+			err = errors.New("unexpected data after the JSON object")
+		}
+	}
+	var tooLarge *http.MaxBytesError
+	switch {
+	case err == nil:
+		return true
+	case errors.As(err, &tooLarge):
+		writeError(w, http.StatusRequestEntityTooLarge, "request_too_large", "The request body is larger than "+strconv.Itoa(maxBodyBytes)+" bytes.")
+	default:
+		writeError(w, http.StatusBadRequest, "invalid_json", "The request body is not the expected JSON object: "+err.Error()+".")
+	}
+	return false
+}

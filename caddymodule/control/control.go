@@ -1,0 +1,133 @@
+// Package control is the connection_control Caddy module: the REST API that
+// creates connections and changes their status, the issuer of their access
+// tokens, and the owner of the store.
+package control
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/conngate/conngate/store"
+)
+
+func init() {
+	caddy.RegisterModule(Control{})
+}
+
+// Control serves the control API of conngate. It is a terminal handler: it
+// answers every request it sees and never calls the next handler.
+type Control struct {
+	// The store backend, a module in the conngate.stores namespace.
+	// Default: bolt at conngate/conngate.db under Caddy's data directory.
+	StoreRaw json.RawMessage `json:"store,omitempty" caddy:"namespace=conngate.stores inline_key=backend"`
+
+	// API keys and the role each one grants. Keys may be placeholders such
+	// as {env.CONNGATE_ADMIN_KEY}, replaced at provisioning.
+	APIKeys []APIKey `json:"api_keys,omitempty"`
+
+	// PEM file (PKCS #8) with the Ed25519 private key that signs access
+	// tokens. Default: a key generated on first start and kept in the store.
+	SigningKeyFile string `json:"signing_key_file,omitempty"`
+
+	// The "iss" claim of issued tokens. Default: "conngate".
+	Issuer string `json:"issuer,omitempty"`
+
+	// The "aud" claim of issued tokens. Default: "conngate".
+	Audience string `json:"audience,omitempty"`
+
+	// How long an issued access token is valid. Default: 24h.
+	TokenLifetime caddy.Duration `json:"token_lifetime,omitempty"`
+
+	storeProvider StoreProvider
+	store         store.Store
+	keys          *keyring
+	tokens        *tokenIssuer
+	routes        http.Handler
+	logger        *zap.Logger
+}
+
+// Defaults for the token settings.
+const (
+	DefaultIssuer        = "conngate"
+	DefaultAudience      = "conngate"
+	DefaultTokenLifetime = 24 * time.Hour
+)
+
+// CaddyModule returns the Caddy module information.
+func (Control) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.connection_control",
+		New: func() caddy.Module { return new(Control) },
+	}
+}
+
+// Provision opens the store, loads the keys and sets defaults.
+func (c *Control) Provision(ctx caddy.Context) error {
+	c.logger = ctx.Logger()
+	if c.Issuer == "" {
+		c.Issuer = DefaultIssuer
+	}
+	if c.Audience == "" {
+		c.Audience = DefaultAudience
+	}
+	if c.TokenLifetime == 0 {
+		c.TokenLifetime = caddy.Duration(DefaultTokenLifetime)
+	}
+
+	keys, err := newKeyring(caddy.NewReplacer(), c.APIKeys)
+	if err != nil {
+		return err
+	}
+	c.keys = keys
+
+	if c.StoreRaw == nil {
+		c.StoreRaw = caddyconfig.JSONModuleObject(BoltStore{}, "backend", "bolt", nil)
+	}
+	mod, err := ctx.LoadModule(c, "StoreRaw")
+	if err != nil {
+		return fmt.Errorf("loading store: %w", err)
+	}
+	c.storeProvider = mod.(StoreProvider)
+	c.store = c.storeProvider.Store()
+
+	c.tokens, err = newTokenIssuer(ctx, c.store, caddy.NewReplacer().ReplaceKnown(c.SigningKeyFile, ""),
+		c.Issuer, c.Audience, time.Duration(c.TokenLifetime))
+	if err != nil {
+		return err
+	}
+	c.routes = c.newRoutes()
+	return nil
+}
+
+// Validate checks the configuration after Provision.
+func (c *Control) Validate() error {
+	if time.Duration(c.TokenLifetime) < time.Minute {
+		return fmt.Errorf("token_lifetime %s is shorter than a minute", time.Duration(c.TokenLifetime))
+	}
+	if !c.keys.has(roleAdmin) {
+		c.logger.Warn("no admin API key configured: connections cannot be created or changed")
+	}
+	return nil
+}
+
+// ServeHTTP answers the control API; it never calls next.
+func (c *Control) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
+	c.routes.ServeHTTP(w, r)
+	return nil
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Control)(nil)
+	_ caddy.Validator             = (*Control)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Control)(nil)
+	_ caddyfile.Unmarshaler       = (*Control)(nil)
+)

@@ -1,0 +1,89 @@
+package control
+
+import (
+	"net/http"
+	"sort"
+	"strings"
+)
+
+// operation is one method on one route: the permission it needs and the
+// function that serves it. need 0 means public.
+type operation struct {
+	need  permission
+	serve http.HandlerFunc
+}
+
+// endpoint dispatches on the method, so that a wrong method gets a JSON 405
+// with an Allow header rather than net/http's plain-text one.
+type endpoint struct {
+	c   *Control
+	ops map[string]operation
+}
+
+func (c *Control) newRoutes() http.Handler {
+	mux := http.NewServeMux()
+	handle := func(pattern string, ops map[string]operation) {
+		mux.Handle(pattern, endpoint{c: c, ops: ops})
+	}
+	handle("/.well-known/jwks.json", map[string]operation{
+		http.MethodGet: {0, c.serveJWKS},
+	})
+	handle("/v1/connections", map[string]operation{
+		http.MethodGet:  {permManage, c.listConnections},
+		http.MethodPost: {permManage, c.createConnection},
+	})
+	handle("/v1/connections/{id}", map[string]operation{
+		http.MethodGet:    {permManage, c.getConnection},
+		http.MethodDelete: {permManage, c.deleteConnection},
+	})
+	handle("/v1/connections/{id}/status", map[string]operation{
+		http.MethodGet: {permReadStatus, c.getStatus},
+	})
+	handle("/v1/connections/{id}/disable", map[string]operation{
+		http.MethodPost: {permManage, c.disableConnection},
+	})
+	handle("/v1/connections/{id}/enable", map[string]operation{
+		http.MethodPost: {permManage, c.enableConnection},
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "not_found", "No such endpoint: "+r.Method+" "+r.URL.Path+".")
+	})
+	return mux
+}
+
+func (e endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	op, ok := e.ops[r.Method]
+	if !ok && r.Method == http.MethodHead {
+		op, ok = e.ops[http.MethodGet]
+	}
+	if !ok {
+		allowed := make([]string, 0, len(e.ops))
+		for m := range e.ops {
+			allowed = append(allowed, m)
+		}
+		sort.Strings(allowed)
+		w.Header().Set("Allow", strings.Join(allowed, ", "))
+		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" is not allowed here; use "+strings.Join(allowed, " or ")+".")
+		return
+	}
+	if op.need != 0 {
+		who := e.c.keys.roleOf(r)
+		if who == "" {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="conngate-control"`)
+			writeError(w, http.StatusUnauthorized, "unauthorized", "Send a valid API key as 'Authorization: Bearer <key>'.")
+			return
+		}
+		if !who.may(op.need) {
+			writeError(w, http.StatusForbidden, "forbidden", "The "+string(who)+" key may not do this; it "+describe(who)+".")
+			return
+		}
+	}
+	op.serve(w, r)
+}
+
+func describe(r role) string {
+	if r == roleGateway {
+		return "may only read connection statuses"
+	}
+	return "has no right to this action"
+}

@@ -1,0 +1,111 @@
+package control
+
+import (
+	"fmt"
+	"path/filepath"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/conngate/conngate/store"
+	"github.com/conngate/conngate/store/boltstore"
+)
+
+func init() {
+	caddy.RegisterModule(BoltStore{})
+}
+
+// StoreProvider is implemented by modules in the conngate.stores namespace.
+type StoreProvider interface {
+	// Store returns the opened store; valid between Provision and Cleanup.
+	Store() store.Store
+}
+
+// openStores shares open stores across config reloads: Caddy provisions the
+// new config before it cleans up the old one, and a bbolt file can be open
+// only once per process.
+var openStores = caddy.NewUsagePool()
+
+// pooledStore closes the store when its last user is cleaned up.
+type pooledStore struct{ store.Store }
+
+func (p pooledStore) Destruct() error { return p.Close() }
+
+// BoltStore is the embedded store: one bbolt file, nothing else to run.
+type BoltStore struct {
+	// Path of the database file; its directory is created if missing.
+	// Default: conngate/conngate.db under Caddy's data directory.
+	Path string `json:"path,omitempty"`
+
+	poolKey string
+	store   store.Store
+}
+
+// CaddyModule returns the Caddy module information.
+func (BoltStore) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "conngate.stores.bolt",
+		New: func() caddy.Module { return new(BoltStore) },
+	}
+}
+
+// Provision opens the file, or shares it if this process already has it open.
+func (b *BoltStore) Provision(caddy.Context) error {
+	path := caddy.NewReplacer().ReplaceKnown(b.Path, "")
+	if path == "" {
+		path = filepath.Join(caddy.AppDataDir(), "conngate", "conngate.db")
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return fmt.Errorf("store path %s: %w", path, err)
+	}
+	v, _, err := openStores.LoadOrNew(abs, func() (caddy.Destructor, error) {
+		s, err := boltstore.Open(abs)
+		if err != nil {
+			return nil, err
+		}
+		return pooledStore{s}, nil
+	})
+	if err != nil {
+		return err
+	}
+	b.poolKey, b.store = abs, v.(pooledStore).Store
+	return nil
+}
+
+// Store implements StoreProvider.
+func (b *BoltStore) Store() store.Store { return b.store }
+
+// Cleanup releases this config's use of the file.
+func (b *BoltStore) Cleanup() error {
+	if b.poolKey == "" {
+		return nil
+	}
+	_, err := openStores.Delete(b.poolKey)
+	return err
+}
+
+// UnmarshalCaddyfile sets up the store from `store bolt <path>`; the
+// dispenser is on "bolt".
+func (b *BoltStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // "bolt"
+	if !d.NextArg() {
+		return d.ArgErr()
+	}
+	b.Path = d.Val()
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	if d.NextBlock(0) {
+		return d.Errf("unrecognized subdirective %q", d.Val())
+	}
+	return nil
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner     = (*BoltStore)(nil)
+	_ caddy.CleanerUpper    = (*BoltStore)(nil)
+	_ StoreProvider         = (*BoltStore)(nil)
+	_ caddyfile.Unmarshaler = (*BoltStore)(nil)
+)

@@ -1,0 +1,33 @@
+package gate
+
+import (
+	"net/http"
+	"strings"
+)
+
+// bearerToken extracts the token from the one place RFC 6750 section 2.1
+// allows here: a single `Authorization: Bearer <token>` header. Query
+// parameters, form fields and cookies never carry a token.
+func bearerToken(r *http.Request) (string, *denial) {
+	values := r.Header.Values("Authorization")
+	switch len(values) {
+	case 0:
+		return "", denyNoToken
+	case 1:
+	default:
+		return "", malformed("more than one Authorization header")
+	}
+	scheme, token, found := strings.Cut(values[0], " ")
+	// The scheme is case-insensitive (RFC 9110 section 11.1).
+	if !strings.EqualFold(scheme, "Bearer") {
+		return "", malformed("authorization scheme is not Bearer")
+	}
+	token = strings.TrimLeft(token, " ")
+	switch {
+	case !found || token == "":
+		return "", malformed("empty bearer token")
+	case strings.ContainsAny(token, " \t,"):
+		return "", malformed("more than one token")
+	}
+	return token, nil
+}

@@ -1,0 +1,137 @@
+package gate
+
+import (
+	"strconv"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+func init() {
+	httpcaddyfile.RegisterHandlerDirective("connection_gate", parseCaddyfile)
+	// With the authentication directives, so it runs before anything that
+	// serves or proxies.
+	httpcaddyfile.RegisterDirectiveOrder("connection_gate", httpcaddyfile.After, "basic_auth")
+}
+
+func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	g := new(Gate)
+	err := g.UnmarshalCaddyfile(h.Dispenser)
+	return g, err
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+//
+//	connection_gate {
+//		control_url <url>
+//		control_key <key>
+//		control_timeout <duration>
+//		jwks_url <url>
+//		issuer <iss>...
+//		audience <aud>...
+//		algorithms <alg>...
+//		leeway <duration>
+//		connection_claim <name>
+//		realm <name>
+//		cache_size <entries>
+//		ttl <duration>
+//	}
+//
+// jwks_url may be repeated; issuer, audience and algorithms take one or more
+// values and may be repeated.
+func (g *Gate) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		switch name := d.Val(); name {
+		case "control_url":
+			if err := oneArg(d, &g.ControlURL); err != nil {
+				return err
+			}
+		case "control_key":
+			if err := oneArg(d, &g.ControlKey); err != nil {
+				return err
+			}
+		case "jwks_url":
+			var u string
+			if err := oneArg(d, &u); err != nil {
+				return err
+			}
+			g.JWKSURLs = append(g.JWKSURLs, u)
+		case "issuer":
+			if err := someArgs(d, &g.Issuers); err != nil {
+				return err
+			}
+		case "audience":
+			if err := someArgs(d, &g.Audiences); err != nil {
+				return err
+			}
+		case "algorithms":
+			if err := someArgs(d, &g.Algorithms); err != nil {
+				return err
+			}
+		case "connection_claim":
+			if err := oneArg(d, &g.ConnectionClaim); err != nil {
+				return err
+			}
+		case "realm":
+			if err := oneArg(d, &g.Realm); err != nil {
+				return err
+			}
+		case "leeway", "ttl", "control_timeout":
+			var s string
+			if err := oneArg(d, &s); err != nil {
+				return err
+			}
+			dur, err := caddy.ParseDuration(s)
+			if err != nil || dur <= 0 {
+				return d.Errf("%s %q: want a positive duration such as 30s", name, s)
+			}
+			switch name {
+			case "leeway":
+				g.Leeway = caddy.Duration(dur)
+			case "ttl":
+				g.TTL = caddy.Duration(dur)
+			default:
+				g.ControlTimeout = caddy.Duration(dur)
+			}
+		case "cache_size":
+			var s string
+			if err := oneArg(d, &s); err != nil {
+				return err
+			}
+			n, err := strconv.Atoi(s)
+			if err != nil || n < 1 {
+				return d.Errf("cache_size %q: want a positive number of entries", s)
+			}
+			g.CacheSize = n
+		default:
+			return d.Errf("unrecognized subdirective %q", name)
+		}
+	}
+	return nil
+}
+
+func oneArg(d *caddyfile.Dispenser, into *string) error {
+	if !d.NextArg() {
+		return d.ArgErr()
+	}
+	*into = d.Val()
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	return nil
+}
+
+func someArgs(d *caddyfile.Dispenser, into *[]string) error {
+	args := d.RemainingArgs()
+	if len(args) == 0 {
+		return d.ArgErr()
+	}
+	*into = append(*into, args...)
+	return nil
+}

@@ -1,0 +1,118 @@
+package gate
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+
+	"github.com/golang-jwt/jwt/v5"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/conngate/conngate/store"
+)
+
+// denial is a refused request: the HTTP status, the RFC 6750 error code for
+// the challenge ("" for none), its description, and the reason put in the
+// JSON body for programs.
+type denial struct {
+	status      int
+	code        string
+	description string
+	reason      string
+}
+
+// statusUnknown is what the gate calls a connection id that the control
+// endpoint has never heard of.
+const statusUnknown store.Status = "unknown"
+
+var (
+	denyNoToken     = &denial{http.StatusUnauthorized, "", "", "token_missing"}
+	denyUnavailable = &denial{http.StatusServiceUnavailable, "", "", "status_unavailable"}
+	denyDisabled    = &denial{http.StatusUnauthorized, "invalid_token", "connection disabled", "connection_disabled"}
+	denyDeleted     = &denial{http.StatusUnauthorized, "invalid_token", "connection deleted", "connection_deleted"}
+	denyUnknown     = &denial{http.StatusUnauthorized, "invalid_token", "connection unknown", "connection_unknown"}
+)
+
+func malformed(description string) *denial {
+	return &denial{http.StatusBadRequest, "invalid_request", description, "authorization_malformed"}
+}
+
+func denyForStatus(st store.Status) *denial {
+	switch st {
+	case store.StatusDisabled:
+		return denyDisabled
+	case store.StatusDeleted:
+		return denyDeleted
+	default:
+		return denyUnknown
+	}
+}
+
+// tokenInvalid turns a verification error into an answer that says what was
+// wrong with the token, in words taken from a fixed list: nothing the client
+// sent is echoed back.
+func tokenInvalid(err error) *denial {
+	var desc string
+	var claimErr *claimError
+	switch {
+	case errors.As(err, &claimErr):
+		desc = claimErr.description
+	case errors.Is(err, jwt.ErrTokenMalformed):
+		desc = "token malformed"
+	case errors.Is(err, jwt.ErrTokenUnverifiable):
+		desc = "no key to verify the token"
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
+		desc = "signature invalid"
+	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
+		desc = "required claim missing"
+	case errors.Is(err, jwt.ErrTokenExpired):
+		desc = "token expired"
+	case errors.Is(err, jwt.ErrTokenNotValidYet):
+		desc = "token not valid yet"
+	case errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
+		desc = "token issued in the future"
+	case errors.Is(err, jwt.ErrTokenInvalidAudience):
+		desc = "wrong audience"
+	case errors.Is(err, jwt.ErrTokenInvalidIssuer):
+		desc = "wrong issuer"
+	default:
+		desc = "token invalid"
+	}
+	return &denial{http.StatusUnauthorized, "invalid_token", desc, "token_invalid"}
+}
+
+type denialBody struct {
+	Error       string `json:"error"`
+	Description string `json:"error_description,omitempty"`
+	Reason      string `json:"reason"`
+}
+
+// deny writes the answer and logs the decision (never the token).
+func (g *Gate) deny(w http.ResponseWriter, d *denial, cid string) error {
+	h := w.Header()
+	switch {
+	case d.status == http.StatusServiceUnavailable:
+		h.Set("Retry-After", "2")
+	case d.code == "":
+		h.Set("WWW-Authenticate", `Bearer realm="`+g.Realm+`"`)
+	default:
+		h.Set("WWW-Authenticate", `Bearer realm="`+g.Realm+`", error="`+d.code+`", error_description="`+d.description+`"`)
+	}
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(d.status)
+	code := d.code
+	switch {
+	case d.status == http.StatusServiceUnavailable:
+		code = "temporarily_unavailable"
+	case code == "":
+		code = "unauthorized"
+	}
+	_ = json.NewEncoder(w).Encode(denialBody{Error: code, Description: d.description, Reason: d.reason})
+
+	if ce := g.logger.Check(zapcore.DebugLevel, "denied"); ce != nil {
+		ce.Write(zap.Int("status", d.status), zap.String("reason", d.reason), zap.String("connection_id", cid))
+	}
+	return nil
+}
