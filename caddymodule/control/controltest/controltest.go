@@ -1,0 +1,173 @@
+// Package controltest runs a real connection_control handler, on a real
+// store, behind an httptest server, for tests of the modules that talk to it.
+package controltest
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+
+	"github.com/conngate/conngate/caddymodule/control"
+	"github.com/conngate/conngate/store"
+)
+
+// Server is a running control endpoint.
+type Server struct {
+	URL        string
+	AdminKey   string
+	GatewayKey string
+	// SigningKey signs the tokens the endpoint issues; tests use it to forge
+	// tokens with other claims that the gate must still verify.
+	SigningKey ed25519.PrivateKey
+	Issuer     string
+	Audience   string
+	// HTTP is the underlying server, to Close it and simulate an outage.
+	HTTP *httptest.Server
+}
+
+// Options tune the control endpoint; zero values take the test defaults.
+type Options struct {
+	// Dir holds the store and the key; reuse it to restart on the same data.
+	Dir string
+}
+
+// RandomKey returns a fresh API key.
+func RandomKey() string {
+	b := make([]byte, 24)
+	rand.Read(b) // never fails
+	return hex.EncodeToString(b)
+}
+
+// Start provisions a Control module and serves it until the test ends.
+func Start(t testing.TB, opts Options) *Server {
+	t.Helper()
+	if opts.Dir == "" {
+		opts.Dir = t.TempDir()
+	}
+	keyFile := filepath.Join(opts.Dir, "signing.pem")
+	signing := loadOrWriteKey(t, keyFile)
+	s := &Server{AdminKey: RandomKey(), GatewayKey: RandomKey(), SigningKey: signing, Issuer: "test-issuer", Audience: "test-api"}
+	c := &control.Control{
+		StoreRaw:       caddyconfig.JSONModuleObject(control.BoltStore{Path: filepath.Join(opts.Dir, "conngate.db")}, "backend", "bolt", nil),
+		APIKeys:        []control.APIKey{{Role: "admin", Key: s.AdminKey}, {Role: "gateway", Key: s.GatewayKey}},
+		SigningKeyFile: keyFile,
+		Issuer:         s.Issuer,
+		Audience:       s.Audience,
+	}
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	if err := c.Provision(ctx); err != nil {
+		cancel()
+		t.Fatalf("provisioning control: %v", err)
+	}
+	if err := c.Validate(); err != nil {
+		cancel()
+		t.Fatalf("validating control: %v", err)
+	}
+	s.HTTP = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := c.ServeHTTP(w, r, nil); err != nil {
+			t.Errorf("control handler returned %v", err)
+		}
+	}))
+	s.URL = s.HTTP.URL
+	t.Cleanup(func() {
+		s.HTTP.Close()
+		cancel() // cleans up the store module, which closes the file
+	})
+	return s
+}
+
+func loadOrWriteKey(t testing.TB, path string) ed25519.PrivateKey {
+	if data, err := os.ReadFile(path); err == nil {
+		block, _ := pem.Decode(data)
+		k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k.(ed25519.PrivateKey)
+	}
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	der, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return priv
+}
+
+// Do sends a request with the given key and decodes a JSON answer into out
+// (when out is not nil). It returns the status code.
+func (s *Server) Do(t testing.TB, key, method, path string, body, out any) int {
+	t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, s.URL+path, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if out != nil {
+		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+			t.Fatalf("%s %s: decoding answer: %v", method, path, err)
+		}
+	}
+	return resp.StatusCode
+}
+
+// Created is the answer to a create.
+type Created struct {
+	Connection  store.Connection `json:"connection"`
+	AccessToken string           `json:"access_token"`
+}
+
+// Create makes a connection with the admin key and returns it with its token.
+func (s *Server) Create(t testing.TB, org string) Created {
+	t.Helper()
+	var c Created
+	if code := s.Do(t, s.AdminKey, http.MethodPost, "/v1/connections", store.NewConnection{Name: "Test app", OrgID: org, UserID: "user-1"}, &c); code != http.StatusCreated {
+		t.Fatalf("create: status %d", code)
+	}
+	return c
+}
+
+// Act disables, enables or deletes a connection with the admin key.
+func (s *Server) Act(t testing.TB, id string, action store.Action) store.Connection {
+	t.Helper()
+	method, path := http.MethodPost, "/v1/connections/"+id+"/"+string(action)
+	if action == store.ActionDelete {
+		method, path = http.MethodDelete, "/v1/connections/"+id
+	}
+	var out struct{ Connection store.Connection }
+	if code := s.Do(t, s.AdminKey, method, path, nil, &out); code != http.StatusOK {
+		t.Fatalf("%s %s: status %d", method, path, code)
+	}
+	return out.Connection
+}

@@ -1,0 +1,303 @@
+package gate
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/conngate/conngate/caddymodule/control/controltest"
+	"github.com/conngate/conngate/store"
+)
+
+// newGate provisions a gate in front of the control endpoint s.
+func newGate(t *testing.T, s *controltest.Server, tweak func(*Gate)) *Gate {
+	t.Helper()
+	g := &Gate{
+		ControlURL: s.URL,
+		ControlKey: s.GatewayKey,
+		Issuers:    []string{s.Issuer},
+		Audiences:  []string{s.Audience},
+		TTL:        caddy.Duration(time.Hour),
+	}
+	if tweak != nil {
+		tweak(g)
+	}
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	t.Cleanup(func() {
+		g.Cleanup()
+		cancel()
+	})
+	if err := g.Provision(ctx); err != nil {
+		t.Fatalf("provision: %v", err)
+	}
+	return g
+}
+
+// result is what one request through the gate produced.
+type result struct {
+	status    int
+	challenge string
+	body      denialBody
+	header    http.Header
+	upstream  *http.Request // the request as the next handler saw it; nil if not called
+	connID    string        // {http.auth.connection.id}
+}
+
+func send(t *testing.T, g *Gate, header http.Header) result {
+	t.Helper()
+	req := httptest.NewRequest(http.MethodGet, "/data", nil)
+	req.Header = header
+	repl := caddy.NewReplacer()
+	req = req.WithContext(context.WithValue(req.Context(), caddy.ReplacerCtxKey, repl))
+	rec := httptest.NewRecorder()
+	var res result
+	next := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+		res.upstream = r
+		w.WriteHeader(http.StatusOK)
+		return nil
+	})
+	if err := g.ServeHTTP(rec, req, next); err != nil {
+		t.Fatalf("ServeHTTP returned %v", err)
+	}
+	res.status, res.header = rec.Code, rec.Header()
+	res.challenge = rec.Header().Get("WWW-Authenticate")
+	if res.upstream == nil {
+		if err := json.Unmarshal(rec.Body.Bytes(), &res.body); err != nil {
+			t.Fatalf("denial body is not JSON: %q", rec.Body.String())
+		}
+	}
+	res.connID, _ = repl.GetString("http.auth.connection.id")
+	return res
+}
+
+func bearer(token string) http.Header {
+	return http.Header{"Authorization": {"Bearer " + token}}
+}
+
+// forge signs claims with the control endpoint's key (or another key), with
+// the kid of the control endpoint's tokens.
+func forge(t *testing.T, s *controltest.Server, kid string, claims jwt.MapClaims, key ed25519.PrivateKey) string {
+	t.Helper()
+	if key == nil {
+		key = s.SigningKey
+	}
+	tok := jwt.NewWithClaims(jwt.SigningMethodEdDSA, claims)
+	tok.Header["kid"] = kid
+	signed, err := tok.SignedString(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return signed
+}
+
+func kidOf(t *testing.T, token string) string {
+	t.Helper()
+	tok, _, err := jwt.NewParser().ParseUnverified(token, jwt.MapClaims{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok.Header["kid"].(string)
+}
+
+// Every decision of the gate, against a real control endpoint and store.
+func TestDecisions(t *testing.T) {
+	s := controltest.Start(t, controltest.Options{})
+	g := newGate(t, s, nil)
+
+	active := s.Create(t, "org-1")
+	disabled := s.Create(t, "org-1")
+	s.Act(t, disabled.Connection.ID, store.ActionDisable)
+	deleted := s.Create(t, "org-1")
+	s.Act(t, deleted.Connection.ID, store.ActionDelete)
+	kid := kidOf(t, active.AccessToken)
+	_, otherKey, _ := ed25519.GenerateKey(rand.Reader)
+
+	now := time.Now()
+	claims := func(edit func(jwt.MapClaims)) jwt.MapClaims {
+		c := jwt.MapClaims{"iss": s.Issuer, "aud": s.Audience, "sub": "user-1", "cid": active.Connection.ID,
+			"iat": now.Unix(), "exp": now.Add(time.Hour).Unix()}
+		if edit != nil {
+			edit(c)
+		}
+		return c
+	}
+	valid := func(edit func(jwt.MapClaims)) http.Header { return bearer(forge(t, s, kid, claims(edit), nil)) }
+	noneToken, _ := jwt.NewWithClaims(jwt.SigningMethodNone, claims(nil)).SignedString(jwt.UnsafeAllowNoneSignatureType)
+
+	tests := []struct {
+		name        string
+		header      http.Header
+		status      int
+		reason      string
+		description string
+	}{
+		{"active connection", bearer(active.AccessToken), 200, "", ""},
+		{"scheme is case-insensitive", http.Header{"Authorization": {"bearer " + active.AccessToken}}, 200, "", ""},
+		{"forged claims signed by the right key", valid(nil), 200, "", ""},
+		{"no token", http.Header{}, 401, "token_missing", ""},
+		{"basic scheme", http.Header{"Authorization": {"Basic dXNlcjpwYXNz"}}, 400, "authorization_malformed", "authorization scheme is not Bearer"},
+		{"bare token without scheme", http.Header{"Authorization": {active.AccessToken}}, 400, "authorization_malformed", "authorization scheme is not Bearer"},
+		{"two Authorization headers", http.Header{"Authorization": {"Bearer " + active.AccessToken, "Bearer " + active.AccessToken}}, 400, "authorization_malformed", "more than one Authorization header"},
+		{"empty token", http.Header{"Authorization": {"Bearer "}}, 400, "authorization_malformed", "empty bearer token"},
+		{"scheme only", http.Header{"Authorization": {"Bearer"}}, 400, "authorization_malformed", "empty bearer token"},
+		{"two tokens", http.Header{"Authorization": {"Bearer a b"}}, 400, "authorization_malformed", "more than one token"},
+		{"garbage", bearer("not-a-jwt"), 401, "token_invalid", "token malformed"},
+		{"tampered payload", bearer(strings.Replace(active.AccessToken, ".", ".e30", 1)), 401, "token_invalid", ""},
+		{"alg none", bearer(noneToken), 401, "token_invalid", ""},
+		{"signed by another key", bearer(forge(t, s, kid, claims(nil), otherKey)), 401, "token_invalid", "signature invalid"},
+		{"expired", valid(func(c jwt.MapClaims) { c["exp"] = now.Add(-time.Hour).Unix() }), 401, "token_invalid", "token expired"},
+		{"no exp", valid(func(c jwt.MapClaims) { delete(c, "exp") }), 401, "token_invalid", "required claim missing"},
+		{"not yet valid", valid(func(c jwt.MapClaims) { c["nbf"] = now.Add(time.Hour).Unix() }), 401, "token_invalid", "token not valid yet"},
+		{"issued in the future", valid(func(c jwt.MapClaims) { c["iat"] = now.Add(time.Hour).Unix() }), 401, "token_invalid", "token issued in the future"},
+		{"wrong issuer", valid(func(c jwt.MapClaims) { c["iss"] = "someone-else" }), 401, "token_invalid", "wrong issuer"},
+		{"wrong audience", valid(func(c jwt.MapClaims) { c["aud"] = "other-api" }), 401, "token_invalid", "wrong audience"},
+		{"no connection claim", valid(func(c jwt.MapClaims) { delete(c, "cid") }), 401, "token_invalid", "connection claim missing"},
+		{"connection claim not a string", valid(func(c jwt.MapClaims) { c["cid"] = 42 }), 401, "token_invalid", "connection claim missing"},
+		{"disabled connection", bearer(disabled.AccessToken), 401, "connection_disabled", "connection disabled"},
+		{"deleted connection", bearer(deleted.AccessToken), 401, "connection_deleted", "connection deleted"},
+		{"unknown connection", valid(func(c jwt.MapClaims) { c["cid"] = "conn_neverexisted" }), 401, "connection_unknown", "connection unknown"},
+		{"connection id no store accepts", valid(func(c jwt.MapClaims) { c["cid"] = "a/b c" }), 401, "connection_unknown", "connection unknown"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res := send(t, g, tt.header)
+			if res.status != tt.status {
+				t.Fatalf("status %d (%+v), want %d", res.status, res.body, tt.status)
+			}
+			if tt.status == 200 {
+				if res.upstream == nil {
+					t.Fatal("next handler not called")
+				}
+				return
+			}
+			if res.upstream != nil {
+				t.Fatal("a refused request reached the next handler")
+			}
+			if res.body.Reason != tt.reason {
+				t.Errorf("reason %q, want %q", res.body.Reason, tt.reason)
+			}
+			if tt.description != "" && res.body.Description != tt.description {
+				t.Errorf("description %q, want %q", res.body.Description, tt.description)
+			}
+			want := `Bearer realm="conngate"`
+			if tt.status == 400 {
+				want += `, error="invalid_request", error_description="` + res.body.Description + `"`
+			} else if tt.reason != "token_missing" {
+				want += `, error="invalid_token", error_description="` + res.body.Description + `"`
+			}
+			if res.challenge != want {
+				t.Errorf("WWW-Authenticate %q, want %q", res.challenge, want)
+			}
+		})
+	}
+}
+
+func TestActiveRequestReachesUpstreamWithConnectionID(t *testing.T) {
+	s := controltest.Start(t, controltest.Options{})
+	g := newGate(t, s, nil)
+	c := s.Create(t, "org-1")
+	h := bearer(c.AccessToken)
+	h.Set("X-Connection-Id", "conn_spoofed")
+	res := send(t, g, h)
+	if res.status != 200 || res.upstream == nil {
+		t.Fatalf("status %d", res.status)
+	}
+	if got := res.upstream.Header.Values("X-Connection-Id"); len(got) != 1 || got[0] != c.Connection.ID {
+		t.Errorf("upstream X-Connection-Id %v, want only %s", got, c.Connection.ID)
+	}
+	if res.connID != c.Connection.ID {
+		t.Errorf("placeholder http.auth.connection.id = %q", res.connID)
+	}
+}
+
+// The status is served from memory within ttl, and looked up again after.
+func TestStatusCacheTTL(t *testing.T) {
+	s := controltest.Start(t, controltest.Options{})
+	ttl := 300 * time.Millisecond
+	g := newGate(t, s, func(g *Gate) { g.TTL = caddy.Duration(ttl) })
+	c := s.Create(t, "org-1")
+	if res := send(t, g, bearer(c.AccessToken)); res.status != 200 {
+		t.Fatalf("first request %d", res.status)
+	}
+	s.Act(t, c.Connection.ID, store.ActionDisable)
+	if res := send(t, g, bearer(c.AccessToken)); res.status != 200 {
+		t.Fatalf("within ttl the cached status must serve: %d", res.status)
+	}
+	time.Sleep(ttl + 100*time.Millisecond)
+	if res := send(t, g, bearer(c.AccessToken)); res.status != 401 || res.body.Reason != "connection_disabled" {
+		t.Fatalf("after ttl: %d %s, want 401 connection_disabled", res.status, res.body.Reason)
+	}
+	s.Act(t, c.Connection.ID, store.ActionEnable)
+	time.Sleep(ttl + 100*time.Millisecond)
+	if res := send(t, g, bearer(c.AccessToken)); res.status != 200 {
+		t.Fatalf("same token after enable: %d", res.status)
+	}
+}
+
+// When the status cannot be known the answer is 503, never 200.
+func TestControlUnreachable(t *testing.T) {
+	s := controltest.Start(t, controltest.Options{})
+	g := newGate(t, s, func(g *Gate) { g.ControlTimeout = caddy.Duration(500 * time.Millisecond) })
+	cached := s.Create(t, "org-1")
+	uncached := s.Create(t, "org-1")
+	if res := send(t, g, bearer(cached.AccessToken)); res.status != 200 {
+		t.Fatalf("warm-up: %d", res.status)
+	}
+	s.HTTP.Close()
+
+	res := send(t, g, bearer(uncached.AccessToken))
+	if res.status != 503 || res.upstream != nil || res.body.Reason != "status_unavailable" || res.header.Get("Retry-After") == "" {
+		t.Fatalf("uncached with control down: %d %+v Retry-After=%q", res.status, res.body, res.header.Get("Retry-After"))
+	}
+	if res := send(t, g, bearer(cached.AccessToken)); res.status != 200 {
+		t.Errorf("cached status not served while control is down: %d", res.status)
+	}
+}
+
+func TestWrongControlKeyIs503(t *testing.T) {
+	s := controltest.Start(t, controltest.Options{})
+	g := newGate(t, s, func(g *Gate) { g.ControlKey = "this-is-not-the-gateway-key" })
+	c := s.Create(t, "org-1")
+	if res := send(t, g, bearer(c.AccessToken)); res.status != 503 || res.upstream != nil {
+		t.Fatalf("status %d, want 503", res.status)
+	}
+}
+
+func TestProvisionRefusesBadConfig(t *testing.T) {
+	s := controltest.Start(t, controltest.Options{})
+	tests := []struct {
+		name  string
+		tweak func(*Gate)
+		want  string
+	}{
+		{"no control_url", func(g *Gate) { g.ControlURL = "" }, "control_url is required"},
+		{"control_url not http", func(g *Gate) { g.ControlURL = "ftp://x" }, "control_url"},
+		{"no control_key", func(g *Gate) { g.ControlKey = "{env.CONNGATE_TEST_UNSET_VARIABLE}" }, "control_key is empty"},
+		{"alg none", func(g *Gate) { g.Algorithms = []string{"none"} }, `algorithm "none"`},
+		{"hmac with a JWKS", func(g *Gate) { g.Algorithms = []string{"HS256"} }, `algorithm "HS256"`},
+		{"quote in realm", func(g *Gate) { g.Realm = `a"b` }, "realm"},
+		{"bad jwks url", func(g *Gate) { g.JWKSURLs = []string{"/relative"} }, "jwks_url"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g := &Gate{ControlURL: s.URL, ControlKey: s.GatewayKey}
+			tt.tweak(g)
+			ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+			defer cancel()
+			err := g.Provision(ctx)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want it to mention %q", err, tt.want)
+			}
+		})
+	}
+}
