@@ -1,0 +1,265 @@
+package tests
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/conngate/conngate/caddymodule/control/controltest"
+	"github.com/conngate/conngate/caddymodule/gate"
+)
+
+// upstream is the data API behind the gateway: it records what reaches it.
+type upstream struct {
+	*httptest.Server
+	mu   sync.Mutex
+	seen []string // X-Connection-Id of every request, in order
+}
+
+func newUpstream(t *testing.T) *upstream {
+	u := &upstream{}
+	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u.mu.Lock()
+		u.seen = append(u.seen, r.Header.Get("X-Connection-Id"))
+		u.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"data":"ok"}`)
+	}))
+	t.Cleanup(u.Close)
+	return u
+}
+
+func (u *upstream) requests() []string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return append([]string(nil), u.seen...)
+}
+
+// demo is Caddyfile.example running with its ports, store directory and
+// upstream moved to this test's.
+type demo struct {
+	dir                     string
+	env                     []string
+	caddyfile               string
+	gateway, control, admin string
+	adminKey                string
+	upstream                *upstream
+	proc                    *caddyProcess
+}
+
+// exampleConfig rewrites Caddyfile.example for the test. Every replacement
+// must match exactly once, so a changed example fails here loudly instead of
+// silently testing something else.
+func newDemo(t *testing.T) *demo {
+	t.Helper()
+	example, err := os.ReadFile("../Caddyfile.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &demo{dir: t.TempDir(), upstream: newUpstream(t), adminKey: controltest.RandomKey()}
+	gw, ctl, data, adm := freePort(t), freePort(t), freePort(t), freePort(t)
+	d.gateway = fmt.Sprintf("http://127.0.0.1:%d", gw)
+	d.control = fmt.Sprintf("http://127.0.0.1:%d", ctl)
+	d.admin = fmt.Sprintf("http://127.0.0.1:%d", adm)
+	cfg := string(example)
+	for _, r := range []struct{ old, new string }{
+		{"\n:8080 {", fmt.Sprintf("\n:%d {", gw)},
+		{"control_url http://127.0.0.1:9180", "control_url " + d.control},
+		{"\n:9180 {", fmt.Sprintf("\n:%d {", ctl)},
+		{"reverse_proxy 127.0.0.1:9000", "reverse_proxy " + strings.TrimPrefix(d.upstream.URL, "http://")},
+		{"\n:9000 {", fmt.Sprintf("\n:%d {", data)},
+		{"store bolt ./data/conngate.db", "store bolt " + filepath.Join(d.dir, "data", "conngate.db")},
+	} {
+		if n := strings.Count(cfg, r.old); n != 1 {
+			t.Fatalf("Caddyfile.example has %q %d times, want once", r.old, n)
+		}
+		cfg = strings.Replace(cfg, r.old, r.new, 1)
+	}
+	// The example has no global options; the test adds an admin address
+	// of its own so that it does not collide with a Caddy on :2019.
+	d.caddyfile = fmt.Sprintf("{\n\tadmin 127.0.0.1:%d\n}\n\n%s", adm, cfg)
+	if err := os.WriteFile(filepath.Join(d.dir, "Caddyfile"), []byte(d.caddyfile), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d.env = isolatedEnv(d.dir, "CONNGATE_ADMIN_KEY="+d.adminKey, "CONNGATE_GATEWAY_KEY="+controltest.RandomKey())
+	return d
+}
+
+func (d *demo) start(t *testing.T) {
+	d.proc = startCaddy(t, d.dir, d.env, d.control+"/.well-known/jwks.json")
+}
+
+// api calls the control endpoint with the admin key.
+func (d *demo) api(t *testing.T, method, path, body string) (int, map[string]any) {
+	t.Helper()
+	req, _ := http.NewRequest(method, d.control+path, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+d.adminKey)
+	return do(t, req)
+}
+
+// call calls the data API through the gateway with a token.
+func (d *demo) call(t *testing.T, token string) (int, map[string]any) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, d.gateway+"/v1/data", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	return do(t, req)
+}
+
+func do(t *testing.T, req *http.Request) (int, map[string]any) {
+	t.Helper()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body map[string]any
+	b, _ := io.ReadAll(resp.Body)
+	if len(b) > 0 {
+		if err := json.Unmarshal(b, &body); err != nil {
+			t.Fatalf("%s %s: answer is not JSON: %q", req.Method, req.URL, b)
+		}
+	}
+	return resp.StatusCode, body
+}
+
+// settle waits until every gateway cache entry from before has expired: with
+// pull-only lookups, ttl is how long a change may take to reach a gateway.
+func settle() { time.Sleep(gate.DefaultTTL + 200*time.Millisecond) }
+
+// The README's curl walk-through, against the real binary.
+func TestDemoWalkthrough(t *testing.T) {
+	d := newDemo(t)
+	d.start(t)
+
+	code, created := d.api(t, "POST", "/v1/connections", `{"name":"Zapier","org_id":"org-1","user_id":"user-1"}`)
+	if code != http.StatusCreated {
+		t.Fatalf("create: %d %v", code, created)
+	}
+	token := created["access_token"].(string)
+	id := created["connection"].(map[string]any)["id"].(string)
+
+	mustCall := func(step string, want int, reason string) {
+		t.Helper()
+		code, body := d.call(t, token)
+		if code != want || (reason != "" && body["reason"] != reason) {
+			t.Fatalf("%s: gateway answered %d %v, want %d %s", step, code, body, want, reason)
+		}
+	}
+	mustAct := func(method, path string, want int) map[string]any {
+		t.Helper()
+		code, body := d.api(t, method, path, "")
+		if code != want {
+			t.Fatalf("%s %s: %d %v, want %d", method, path, code, body, want)
+		}
+		return body
+	}
+
+	mustCall("active", 200, "")
+	if seen := d.upstream.requests(); len(seen) != 1 || seen[0] != id {
+		t.Fatalf("upstream saw %v, want one request with X-Connection-Id %s", seen, id)
+	}
+
+	mustAct("POST", "/v1/connections/"+id+"/disable", 200)
+	settle()
+	before := len(d.upstream.requests())
+	mustCall("disabled", 401, "connection_disabled")
+
+	mustAct("POST", "/v1/connections/"+id+"/enable", 200)
+	if n := len(d.upstream.requests()); n != before {
+		t.Fatalf("upstream saw %d requests while the connection was disabled", n-before)
+	}
+	settle()
+	mustCall("enabled again, same token", 200, "")
+
+	mustAct("DELETE", "/v1/connections/"+id, 200)
+	settle()
+	before = len(d.upstream.requests())
+	mustCall("deleted", 401, "connection_deleted")
+	body := mustAct("POST", "/v1/connections/"+id+"/enable", 409)
+	if body["error"] != "connection_deleted" {
+		t.Fatalf("enable after delete: %v", body)
+	}
+	settle()
+	mustCall("still deleted after the refused enable", 401, "connection_deleted")
+	if n := len(d.upstream.requests()); n != before {
+		t.Fatalf("upstream saw %d requests for a deleted connection", n-before)
+	}
+
+	if code, body := d.call(t, "not-a-token"); code != 401 || body["reason"] != "token_invalid" {
+		t.Fatalf("bad token: %d %v", code, body)
+	}
+	if seen := d.upstream.requests(); len(seen) != 2 {
+		t.Fatalf("upstream saw %d requests, want exactly the 2 made while active: %v", len(seen), seen)
+	}
+}
+
+// Connections, their statuses and the generated signing key survive a
+// restart; a `caddy reload` keeps the store open and working.
+func TestRestartAndReload(t *testing.T) {
+	d := newDemo(t)
+	d.start(t)
+	_, created := d.api(t, "POST", "/v1/connections", `{"name":"Kept","org_id":"org-1","user_id":"user-1"}`)
+	token := created["access_token"].(string)
+	id := created["connection"].(map[string]any)["id"].(string)
+	_, other := d.api(t, "POST", "/v1/connections", `{"name":"Off","org_id":"org-1","user_id":"user-2"}`)
+	otherID := other["connection"].(map[string]any)["id"].(string)
+	d.api(t, "POST", "/v1/connections/"+otherID+"/disable", "")
+
+	d.proc.stop()
+	d.start(t)
+	if code, body := d.call(t, token); code != 200 {
+		t.Fatalf("token issued before the restart: %d %v", code, body)
+	}
+	if code, body := d.api(t, "GET", "/v1/connections/"+otherID, ""); code != 200 ||
+		body["connection"].(map[string]any)["status"] != "disabled" {
+		t.Fatalf("disabled connection after restart: %d %v", code, body)
+	}
+
+	// Reload the same config through the admin API: the new config must
+	// share the open store (a second open of the file would fail).
+	req, _ := http.NewRequest(http.MethodPost, d.admin+"/load", bytes.NewReader([]byte(d.caddyfile)))
+	req.Header.Set("Content-Type", "text/caddyfile")
+	req.Header.Set("Cache-Control", "must-revalidate") // force a reload even though the config is unchanged
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("reload: %d %s", resp.StatusCode, msg)
+	}
+	d.api(t, "POST", "/v1/connections/"+id+"/disable", "")
+	settle()
+	if code, body := d.call(t, token); code != 401 || body["reason"] != "connection_disabled" {
+		t.Fatalf("after reload and disable: %d %v", code, body)
+	}
+}
+
+// `caddy adapt` and `caddy validate` accept the example as shipped.
+func TestExampleAdaptsAndValidates(t *testing.T) {
+	dir := t.TempDir()
+	example, _ := os.ReadFile("../Caddyfile.example")
+	os.WriteFile(filepath.Join(dir, "Caddyfile.example"), example, 0o600)
+	env := isolatedEnv(dir, "CONNGATE_ADMIN_KEY="+controltest.RandomKey(), "CONNGATE_GATEWAY_KEY="+controltest.RandomKey())
+	if out, err := runCaddy(t, dir, env, "adapt", "--config", "Caddyfile.example"); err != nil {
+		t.Fatalf("adapt: %v\n%s", err, out)
+	}
+	if out, err := runCaddy(t, dir, env, "validate", "--config", "Caddyfile.example"); err != nil || !strings.Contains(out, "Valid configuration") {
+		t.Fatalf("validate: %v\n%s", err, out)
+	}
+	// Without the keys, validation fails and says which one is missing.
+	out, err := runCaddy(t, dir, isolatedEnv(dir), "validate", "--config", "Caddyfile.example")
+	if err == nil || !strings.Contains(out, "is that variable set?") {
+		t.Fatalf("validate without keys: %v\n%s", err, out)
+	}
+}
