@@ -13,9 +13,11 @@ output=${1:-"$root/caddy"}
 caddy_version=${CADDY_VERSION:-v2.11.9}
 xcaddy_version=v0.4.5
 
+# @v0.0.0 names a version for the replaced module, so that the go command
+# takes it from this checkout instead of asking the module proxy for it.
 go run "github.com/caddyserver/xcaddy/cmd/xcaddy@$xcaddy_version" build "$caddy_version" \
 	--output "$output" \
-	--with "github.com/conngate/conngate=$root"
+	--with "github.com/conngate/conngate@v0.0.0=$root"
 
 "$output" list-modules | grep -q '^http.handlers.connection_gate$'
 echo "built $output with conngate ($("$output" version))"
