@@ -96,6 +96,8 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"control api_key without key", "connection_control {\n\tapi_key admin\n}", "wrong argument count"},
 		{"control unknown store", "connection_control {\n\tstore mongo x\n}", "mongo"},
 		{"control bolt without path", "connection_control {\n\tstore bolt\n}", "wrong argument count"},
+		{"control bolt unknown option", "connection_control {\n\tstore bolt x {\n\t\tsize 1\n\t}\n}", `unrecognized subdirective "size"`},
+		{"control bolt bad log size", "connection_control {\n\tstore bolt x {\n\t\tchange_log_size none\n\t}\n}", "change_log_size"},
 		{"control bad lifetime", "connection_control {\n\ttoken_lifetime forever\n}", "token_lifetime"},
 	}
 	for _, tt := range tests {

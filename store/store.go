@@ -7,7 +7,9 @@ import "context"
 //     write, so that no interleaving can resurrect a deleted connection;
 //   - give every change (creation or status change) a store-wide revision
 //     greater than every earlier one, recorded on the connection;
-//   - have a change durable before the call returns.
+//   - have a change durable before the call returns;
+//   - record every change in a change log, in the same transaction, so the
+//     log can be replayed in revision order and misses nothing.
 //
 // storetest.Run checks all of this for a backend.
 type Store interface {
@@ -22,6 +24,16 @@ type Store interface {
 	// connection was already in the resulting status; then nothing is written
 	// and the revision stays.
 	Apply(ctx context.Context, id string, action Action) (c Connection, changed bool, err error)
+	// Changes returns up to limit changes with a revision above after,
+	// oldest first. It returns ErrReplayUnavailable when that is not the
+	// complete list: some of them have been dropped from the log, or after
+	// is above the latest revision.
+	Changes(ctx context.Context, after uint64, limit int) ([]Change, error)
+	// Revision returns the latest revision (0 for an empty store).
+	Revision(ctx context.Context) (uint64, error)
+	// Changed returns a channel that is closed once a change commits after
+	// the call, so that watchers can wait for changes without polling.
+	Changed() <-chan struct{}
 	// Secret returns the value stored under name, creating it with create on
 	// first use. It keeps generated key material (such as the token signing
 	// key) with the data it signs for, so it survives restarts.

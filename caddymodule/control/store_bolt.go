@@ -3,6 +3,7 @@ package control
 import (
 	"fmt"
 	"path/filepath"
+	"strconv"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -37,6 +38,10 @@ type BoltStore struct {
 	// Default: conngate/conngate.db under Caddy's data directory.
 	Path string `json:"path,omitempty"`
 
+	// How many of the latest changes are kept for gateways to replay after
+	// a disconnection. Default: 100000.
+	ChangeLogSize int `json:"change_log_size,omitempty"`
+
 	poolKey string
 	store   store.Store
 }
@@ -60,7 +65,7 @@ func (b *BoltStore) Provision(caddy.Context) error {
 		return fmt.Errorf("store path %s: %w", path, err)
 	}
 	v, _, err := openStores.LoadOrNew(abs, func() (caddy.Destructor, error) {
-		s, err := boltstore.Open(abs)
+		s, err := boltstore.Open(abs, boltstore.Options{ChangeLogSize: b.ChangeLogSize})
 		if err != nil {
 			return nil, err
 		}
@@ -85,8 +90,11 @@ func (b *BoltStore) Cleanup() error {
 	return err
 }
 
-// UnmarshalCaddyfile sets up the store from `store bolt <path>`; the
-// dispenser is on "bolt".
+// UnmarshalCaddyfile sets up the store; the dispenser is on "bolt". Syntax:
+//
+//	store bolt <path> {
+//		change_log_size <changes>
+//	}
 func (b *BoltStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // "bolt"
 	if !d.NextArg() {
@@ -96,8 +104,23 @@ func (b *BoltStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
-	if d.NextBlock(0) {
-		return d.Errf("unrecognized subdirective %q", d.Val())
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch d.Val() {
+		case "change_log_size":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			n, err := strconv.Atoi(d.Val())
+			if err != nil || n < 1 {
+				return d.Errf("change_log_size %q: want a positive number of changes", d.Val())
+			}
+			b.ChangeLogSize = n
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+		default:
+			return d.Errf("unrecognized subdirective %q", d.Val())
+		}
 	}
 	return nil
 }

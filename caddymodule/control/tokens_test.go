@@ -20,7 +20,7 @@ import (
 func TestGeneratedSigningKeyIsKept(t *testing.T) {
 	dir := t.TempDir()
 	kid := func(path string) string {
-		s, err := boltstore.Open(path)
+		s, err := boltstore.Open(path, boltstore.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -42,7 +42,7 @@ func TestGeneratedSigningKeyIsKept(t *testing.T) {
 
 func TestSigningKeyFile(t *testing.T) {
 	dir := t.TempDir()
-	s, err := boltstore.Open(filepath.Join(dir, "db"))
+	s, err := boltstore.Open(filepath.Join(dir, "db"), boltstore.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,12 +6,12 @@ package boltstore
 
 import (
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -27,6 +27,7 @@ var (
 	bucketByOrg       = []byte("by_org")      // org_id 0x00 id -> empty
 	bucketMeta        = []byte("meta")        // "revision" -> uint64 big-endian
 	bucketSecrets     = []byte("secrets")     // name -> bytes
+	bucketChanges     = []byte("changes")     // revision (uint64 big-endian) -> JSON store.Change
 	keyRevision       = []byte("revision")
 )
 
@@ -34,10 +35,25 @@ var (
 // process that has the file open: better a clear error than a hang.
 const lockTimeout = 2 * time.Second
 
+// DefaultChangeLogSize is how many changes the log keeps by default: enough
+// for a gateway to catch up after an outage of hours at a busy rate.
+const DefaultChangeLogSize = 100_000
+
+// Options tune a store; the zero value takes the defaults.
+type Options struct {
+	// ChangeLogSize is how many of the latest changes are kept for replay.
+	ChangeLogSize int
+}
+
 // Store is a store.Store on one bbolt file.
 type Store struct {
-	db  *bolt.DB
-	now func() time.Time
+	db            *bolt.DB
+	now           func() time.Time
+	changeLogSize uint64
+
+	// changed is closed and replaced after every committed change.
+	mu      sync.Mutex
+	changed chan struct{}
 }
 
 var _ store.Store = (*Store)(nil)
@@ -45,7 +61,10 @@ var _ store.Store = (*Store)(nil)
 // Open opens (creating if needed) the store file at path. A bbolt file can be
 // open only once per process; callers that may open it twice (Caddy reloads)
 // must share the *Store.
-func Open(path string) (*Store, error) {
+func Open(path string, opts Options) (*Store, error) {
+	if opts.ChangeLogSize <= 0 {
+		opts.ChangeLogSize = DefaultChangeLogSize
+	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("creating directory for store %s: %w", path, err)
 	}
@@ -57,7 +76,7 @@ func Open(path string) (*Store, error) {
 		return nil, fmt.Errorf("opening store %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketConnections, bucketByOrg, bucketMeta, bucketSecrets} {
+		for _, name := range [][]byte{bucketConnections, bucketByOrg, bucketMeta, bucketSecrets, bucketChanges} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
@@ -68,7 +87,12 @@ func Open(path string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("initialising store %s: %w", path, err)
 	}
-	return &Store{db: db, now: func() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }}, nil
+	return &Store{
+		db:            db,
+		now:           func() time.Time { return time.Now().UTC().Truncate(time.Microsecond) },
+		changeLogSize: uint64(opts.ChangeLogSize),
+		changed:       make(chan struct{}),
+	}, nil
 }
 
 // Close releases the file.
@@ -98,11 +122,15 @@ func (s *Store) Create(_ context.Context, n store.NewConnection) (store.Connecti
 		if err := putConnection(tx, c); err != nil {
 			return err
 		}
+		if err := s.logChange(tx, c); err != nil {
+			return err
+		}
 		return tx.Bucket(bucketByOrg).Put(orgKey(c.OrgID, c.ID), nil)
 	})
 	if err != nil {
 		return store.Connection{}, fmt.Errorf("creating connection: %w", err)
 	}
+	s.notify()
 	return c, nil
 }
 
@@ -134,10 +162,16 @@ func (s *Store) Apply(_ context.Context, id string, action store.Action) (c stor
 		}
 		c.Status, c.UpdatedAt, c.Revision = to, s.now(), rev
 		changed = true
-		return putConnection(tx, c)
+		if err := putConnection(tx, c); err != nil {
+			return err
+		}
+		return s.logChange(tx, c)
 	})
 	if err != nil {
 		return c, false, err
+	}
+	if changed {
+		s.notify()
 	}
 	return c, changed, nil
 }
@@ -165,15 +199,8 @@ func (s *Store) Secret(_ context.Context, name string, create func() ([]byte, er
 // nextRevision bumps the store-wide revision inside tx, so the revision and
 // the change it numbers commit together.
 func nextRevision(tx *bolt.Tx) (uint64, error) {
-	meta := tx.Bucket(bucketMeta)
-	var rev uint64
-	if v := meta.Get(keyRevision); v != nil {
-		rev = binary.BigEndian.Uint64(v)
-	}
-	rev++
-	var buf [8]byte
-	binary.BigEndian.PutUint64(buf[:], rev)
-	return rev, meta.Put(keyRevision, buf[:])
+	rev := currentRevision(tx) + 1
+	return rev, tx.Bucket(bucketMeta).Put(keyRevision, revisionKey(rev))
 }
 
 func getConnection(tx *bolt.Tx, id string) (store.Connection, error) {

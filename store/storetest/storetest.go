@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/conngate/conngate/store"
 )
@@ -18,8 +19,9 @@ import (
 // start empty for a name not used before in this test.
 type Opener func(t *testing.T, name string) store.Store
 
-// Run runs the whole suite.
-func Run(t *testing.T, open Opener) {
+// Run runs the whole suite. changeLogSize is the change log size the opener
+// configures; keep it small so that the suite can fill it.
+func Run(t *testing.T, open Opener, changeLogSize int) {
 	t.Run("StateMachine", func(t *testing.T) { testStateMachine(t, open) })
 	t.Run("Revisions", func(t *testing.T) { testRevisions(t, open) })
 	t.Run("Persistence", func(t *testing.T) { testPersistence(t, open) })
@@ -27,6 +29,8 @@ func Run(t *testing.T, open Opener) {
 	t.Run("Secret", func(t *testing.T) { testSecret(t, open) })
 	t.Run("ConcurrentWriters", func(t *testing.T) { testConcurrentWriters(t, open) })
 	t.Run("InvalidInput", func(t *testing.T) { testInvalidInput(t, open) })
+	t.Run("ChangeLog", func(t *testing.T) { testChangeLog(t, open, changeLogSize) })
+	t.Run("ChangedSignal", func(t *testing.T) { testChangedSignal(t, open) })
 }
 
 func create(t *testing.T, s store.Store, org string) store.Connection {
@@ -163,6 +167,9 @@ func testPersistence(t *testing.T, open Opener) {
 	if c.Revision <= d.Revision {
 		t.Errorf("revision went back after reopen: %d <= %d", c.Revision, d.Revision)
 	}
+	if log, err := s.Changes(ctx, 0, 100); err != nil || uint64(len(log)) != c.Revision {
+		t.Errorf("change log after reopen: %d changes, %v; want %d", len(log), err, c.Revision)
+	}
 }
 
 func testList(t *testing.T, open Opener) {
@@ -295,5 +302,90 @@ func testInvalidInput(t *testing.T, open Opener) {
 	all, _, _ := s.List(context.Background(), store.ListQuery{})
 	if len(all) != 0 {
 		t.Errorf("invalid create stored %d connections", len(all))
+	}
+}
+
+func testChangeLog(t *testing.T, open Opener, logSize int) {
+	s := open(t, "changelog")
+	ctx := context.Background()
+	if rev, err := s.Revision(ctx); err != nil || rev != 0 {
+		t.Fatalf("empty store revision %d, %v", rev, err)
+	}
+	if got, err := s.Changes(ctx, 0, 10); err != nil || len(got) != 0 {
+		t.Fatalf("empty store changes %v, %v", got, err)
+	}
+	a := create(t, s, "org-1")
+	s.Apply(ctx, a.ID, store.ActionDisable)
+	s.Apply(ctx, a.ID, store.ActionDisable) // no-op: not logged
+	b := create(t, s, "org-2")
+	s.Apply(ctx, b.ID, store.ActionDelete)
+
+	got, err := s.Changes(ctx, 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []struct {
+		id     string
+		status store.Status
+	}{{a.ID, store.StatusActive}, {a.ID, store.StatusDisabled}, {b.ID, store.StatusActive}, {b.ID, store.StatusDeleted}}
+	if len(got) != len(want) {
+		t.Fatalf("log %+v, want %d changes", got, len(want))
+	}
+	for i, w := range want {
+		if got[i].ID != w.id || got[i].Status != w.status || got[i].Revision != uint64(i+1) || got[i].ChangedAt.IsZero() {
+			t.Errorf("change %d = %+v, want %s %s at revision %d", i, got[i], w.id, w.status, i+1)
+		}
+	}
+	if page, _ := s.Changes(ctx, 1, 2); len(page) != 2 || page[0].Revision != 2 || page[1].Revision != 3 {
+		t.Errorf("Changes(after 1, limit 2) = %+v", page)
+	}
+	if rest, err := s.Changes(ctx, 4, 10); err != nil || len(rest) != 0 {
+		t.Errorf("Changes at the latest revision: %v, %v", rest, err)
+	}
+	if _, err := s.Changes(ctx, 5, 10); !errors.Is(err, store.ErrReplayUnavailable) {
+		t.Errorf("Changes after a future revision: %v, want ErrReplayUnavailable", err)
+	}
+
+	// Fill past the log's size: the oldest changes go, replay from before
+	// them is refused, replay from what is kept still works.
+	for range logSize {
+		s.Apply(ctx, a.ID, store.ActionEnable)
+		s.Apply(ctx, a.ID, store.ActionDisable)
+	}
+	latest, _ := s.Revision(ctx)
+	if _, err := s.Changes(ctx, 0, 10); !errors.Is(err, store.ErrReplayUnavailable) {
+		t.Errorf("replay from 0 after compaction: %v, want ErrReplayUnavailable", err)
+	}
+	from := latest - uint64(logSize)
+	kept, err := s.Changes(ctx, from, logSize+10)
+	if err != nil || len(kept) != logSize || kept[len(kept)-1].Revision != latest {
+		t.Errorf("replay of the kept %d changes: %d changes, %v", logSize, len(kept), err)
+	}
+}
+
+// Changed wakes watchers on a committed change and not on a no-op.
+func testChangedSignal(t *testing.T, open Opener) {
+	s := open(t, "changed")
+	ctx := context.Background()
+	c := create(t, s, "org-1")
+	ch := s.Changed()
+	s.Apply(ctx, c.ID, store.ActionEnable) // no-op
+	select {
+	case <-ch:
+		t.Fatal("a no-op woke watchers")
+	case <-time.After(20 * time.Millisecond):
+	}
+	s.Apply(ctx, c.ID, store.ActionDisable)
+	select {
+	case <-ch:
+	case <-time.After(time.Second):
+		t.Fatal("a change did not wake watchers")
+	}
+	ch = s.Changed()
+	create(t, s, "org-1")
+	select {
+	case <-ch:
+	case <-time.After(time.Second):
+		t.Fatal("a creation did not wake watchers")
 	}
 }
