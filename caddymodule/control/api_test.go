@@ -244,7 +244,7 @@ func TestRestartKeepsData(t *testing.T) {
 	first := controltest.Start(t, controltest.Options{Dir: dir})
 	c := first.Create(t, "org-1")
 	first.Act(t, c.Connection.ID, store.ActionDisable)
-	first.HTTP.Close()
+	first.Stop() // closes the store: the second start reopens the file
 
 	second := controltest.Start(t, controltest.Options{Dir: dir})
 	var got struct{ Connection store.Connection }

@@ -30,6 +30,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		issuer <iss>
 //		audience <aud>
 //		token_lifetime <duration>
+//		heartbeat_interval <duration>
 //	}
 //
 // api_key may be repeated, one key per line.
@@ -74,16 +75,21 @@ func (c *Control) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err := singleArg(d, &c.Audience); err != nil {
 				return err
 			}
-		case "token_lifetime":
+		case "token_lifetime", "heartbeat_interval":
+			name := d.Val()
 			var s string
 			if err := singleArg(d, &s); err != nil {
 				return err
 			}
 			dur, err := caddy.ParseDuration(s)
-			if err != nil {
-				return d.Errf("token_lifetime %q: %v", s, err)
+			if err != nil || dur <= 0 {
+				return d.Errf("%s %q: want a positive duration such as 15s", name, s)
 			}
-			c.TokenLifetime = caddy.Duration(dur)
+			if name == "token_lifetime" {
+				c.TokenLifetime = caddy.Duration(dur)
+			} else {
+				c.HeartbeatInterval = caddy.Duration(dur)
+			}
 		default:
 			return d.Errf("unrecognized subdirective %q", d.Val())
 		}

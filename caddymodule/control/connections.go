@@ -1,6 +1,7 @@
 package control
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -128,8 +129,26 @@ func (c *Control) deleteConnection(w http.ResponseWriter, r *http.Request) {
 	c.apply(w, r, store.ActionDelete)
 }
 
+// appliedBody answers a change made with ?wait=applied.
+type appliedBody struct {
+	Connection   store.Connection `json:"connection"`
+	Gateways     int              `json:"gateways"`
+	Acknowledged int              `json:"acknowledged"`
+	Pending      []string         `json:"pending"`
+}
+
+// Bounds of ?timeout= for ?wait=applied.
+const (
+	defaultWaitTimeout = 2 * time.Second
+	maxWaitTimeout     = 30 * time.Second
+)
+
 func (c *Control) apply(w http.ResponseWriter, r *http.Request, action store.Action) {
 	id, ok := pathID(w, r)
+	if !ok {
+		return
+	}
+	wait, timeout, ok := waitParams(w, r)
 	if !ok {
 		return
 	}
@@ -142,7 +161,42 @@ func (c *Control) apply(w http.ResponseWriter, r *http.Request, action store.Act
 		c.logger.Info("connection status changed", zap.String("connection_id", conn.ID), zap.String("action", string(action)),
 			zap.String("status", string(conn.Status)), zap.Uint64("revision", conn.Revision))
 	}
-	writeJSON(w, http.StatusOK, connectionBody{conn})
+	if !wait {
+		writeJSON(w, http.StatusOK, connectionBody{conn})
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), timeout)
+	defer cancel()
+	total, pending := c.gateways.waitApplied(ctx, conn.Revision)
+	writeJSON(w, http.StatusOK, appliedBody{Connection: conn, Gateways: total, Acknowledged: total - len(pending), Pending: pending})
+}
+
+// waitParams reads ?wait=applied&timeout=<duration>, before any change is
+// made, so that a bad parameter changes nothing.
+func waitParams(w http.ResponseWriter, r *http.Request) (wait bool, timeout time.Duration, ok bool) {
+	q := r.URL.Query()
+	switch q.Get("wait") {
+	case "":
+		if q.Has("timeout") {
+			writeError(w, http.StatusBadRequest, "invalid_request", "timeout goes with wait=applied.")
+			return false, 0, false
+		}
+		return false, 0, true
+	case "applied":
+	default:
+		writeError(w, http.StatusBadRequest, "invalid_request", "wait must be \"applied\".")
+		return false, 0, false
+	}
+	timeout = defaultWaitTimeout
+	if s := q.Get("timeout"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil || d <= 0 || d > maxWaitTimeout {
+			writeError(w, http.StatusBadRequest, "invalid_request", "timeout must be a duration such as 2s, at most "+maxWaitTimeout.String()+".")
+			return false, 0, false
+		}
+		timeout = d
+	}
+	return true, timeout, true
 }
 
 func pathID(w http.ResponseWriter, r *http.Request) (string, bool) {

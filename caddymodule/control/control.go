@@ -46,10 +46,17 @@ type Control struct {
 	// How long an issued access token is valid. Default: 24h.
 	TokenLifetime caddy.Duration `json:"token_lifetime,omitempty"`
 
+	// How often an idle change stream (GET /v1/events) carries a heartbeat
+	// comment, so that clients and proxies can tell it is alive. Default: 15s.
+	HeartbeatInterval caddy.Duration `json:"heartbeat_interval,omitempty"`
+
 	storeProvider StoreProvider
 	store         store.Store
 	keys          *keyring
 	tokens        *tokenIssuer
+	gateways      *gatewayRegistry
+	shutdowns     *serverShutdowns
+	done          <-chan struct{} // closed when this config is unloaded
 	routes        http.Handler
 	logger        *zap.Logger
 }
@@ -59,6 +66,9 @@ const (
 	DefaultIssuer        = "conngate"
 	DefaultAudience      = "conngate"
 	DefaultTokenLifetime = 24 * time.Hour
+	// DefaultHeartbeatInterval keeps idle streams alive through proxies that
+	// drop connections silent for 30 s or more.
+	DefaultHeartbeatInterval = 15 * time.Second
 )
 
 // CaddyModule returns the Caddy module information.
@@ -81,6 +91,12 @@ func (c *Control) Provision(ctx caddy.Context) error {
 	if c.TokenLifetime == 0 {
 		c.TokenLifetime = caddy.Duration(DefaultTokenLifetime)
 	}
+	if c.HeartbeatInterval == 0 {
+		c.HeartbeatInterval = caddy.Duration(DefaultHeartbeatInterval)
+	}
+	c.gateways = newGatewayRegistry()
+	c.shutdowns = new(serverShutdowns)
+	c.done = ctx.Done()
 
 	keys, err := newKeyring(caddy.NewReplacer(), c.APIKeys)
 	if err != nil {
@@ -111,6 +127,9 @@ func (c *Control) Provision(ctx caddy.Context) error {
 func (c *Control) Validate() error {
 	if time.Duration(c.TokenLifetime) < time.Minute {
 		return fmt.Errorf("token_lifetime %s is shorter than a minute", time.Duration(c.TokenLifetime))
+	}
+	if c.HeartbeatInterval < 0 {
+		return fmt.Errorf("heartbeat_interval must be positive")
 	}
 	if !c.keys.has(roleAdmin) {
 		c.logger.Warn("no admin API key configured: connections cannot be created or changed")

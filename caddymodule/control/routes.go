@@ -45,6 +45,15 @@ func (c *Control) newRoutes() http.Handler {
 	handle("/v1/connections/{id}/enable", map[string]operation{
 		http.MethodPost: {permManage, c.enableConnection},
 	})
+	handle("/v1/events", map[string]operation{
+		http.MethodGet: {permReadStatus, c.streamEvents},
+	})
+	handle("/v1/gateways", map[string]operation{
+		http.MethodGet: {permManage, c.listGateways},
+	})
+	handle("/v1/gateways/{id}/ack", map[string]operation{
+		http.MethodPost: {permReadStatus, c.ackGateway},
+	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "No such endpoint: "+r.Method+" "+r.URL.Path+".")
 	})
@@ -83,7 +92,7 @@ func (e endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func describe(r role) string {
 	if r == roleGateway {
-		return "may only read connection statuses"
+		return "may only read connection statuses and events and acknowledge them"
 	}
 	return "has no right to this action"
 }

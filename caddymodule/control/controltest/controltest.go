@@ -12,11 +12,14 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -35,14 +38,29 @@ type Server struct {
 	SigningKey ed25519.PrivateKey
 	Issuer     string
 	Audience   string
-	// HTTP is the underlying server, to Close it and simulate an outage.
+	// HTTP is the underlying server.
 	HTTP *httptest.Server
+
+	stopOnce sync.Once
+	stop     func()
 }
+
+// Stop shuts the endpoint down, streams included, and releases the store,
+// so that another Start on the same Dir and Addr can take over.
+func (s *Server) Stop() { s.stopOnce.Do(s.stop) }
 
 // Options tune the control endpoint; zero values take the test defaults.
 type Options struct {
 	// Dir holds the store and the key; reuse it to restart on the same data.
 	Dir string
+	// ChangeLogSize of the store (default: the store's default).
+	ChangeLogSize int
+	// Heartbeat interval of the change stream (default: the module's).
+	Heartbeat time.Duration
+	// Keys, to restart with the same ones (default: random).
+	AdminKey, GatewayKey string
+	// Addr to listen on, to restart on the same address (default: a free port).
+	Addr string
 }
 
 // RandomKey returns a fresh API key.
@@ -60,13 +78,21 @@ func Start(t testing.TB, opts Options) *Server {
 	}
 	keyFile := filepath.Join(opts.Dir, "signing.pem")
 	signing := loadOrWriteKey(t, keyFile)
-	s := &Server{AdminKey: RandomKey(), GatewayKey: RandomKey(), SigningKey: signing, Issuer: "test-issuer", Audience: "test-api"}
+	if opts.AdminKey == "" {
+		opts.AdminKey = RandomKey()
+	}
+	if opts.GatewayKey == "" {
+		opts.GatewayKey = RandomKey()
+	}
+	s := &Server{AdminKey: opts.AdminKey, GatewayKey: opts.GatewayKey, SigningKey: signing, Issuer: "test-issuer", Audience: "test-api"}
 	c := &control.Control{
-		StoreRaw:       caddyconfig.JSONModuleObject(control.BoltStore{Path: filepath.Join(opts.Dir, "conngate.db")}, "backend", "bolt", nil),
-		APIKeys:        []control.APIKey{{Role: "admin", Key: s.AdminKey}, {Role: "gateway", Key: s.GatewayKey}},
-		SigningKeyFile: keyFile,
-		Issuer:         s.Issuer,
-		Audience:       s.Audience,
+		StoreRaw: caddyconfig.JSONModuleObject(control.BoltStore{Path: filepath.Join(opts.Dir, "conngate.db"), ChangeLogSize: opts.ChangeLogSize},
+			"backend", "bolt", nil),
+		APIKeys:           []control.APIKey{{Role: "admin", Key: s.AdminKey}, {Role: "gateway", Key: s.GatewayKey}},
+		SigningKeyFile:    keyFile,
+		Issuer:            s.Issuer,
+		Audience:          s.Audience,
+		HeartbeatInterval: caddy.Duration(opts.Heartbeat),
 	}
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	if err := c.Provision(ctx); err != nil {
@@ -77,16 +103,28 @@ func Start(t testing.TB, opts Options) *Server {
 		cancel()
 		t.Fatalf("validating control: %v", err)
 	}
-	s.HTTP = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	s.HTTP = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := c.ServeHTTP(w, r, nil); err != nil {
 			t.Errorf("control handler returned %v", err)
 		}
 	}))
+	if opts.Addr != "" {
+		l, err := net.Listen("tcp", opts.Addr)
+		if err != nil {
+			cancel()
+			t.Fatalf("listening on %s: %v", opts.Addr, err)
+		}
+		s.HTTP.Listener.Close()
+		s.HTTP.Listener = l
+	}
+	s.HTTP.Start()
 	s.URL = s.HTTP.URL
-	t.Cleanup(func() {
+	s.stop = func() {
+		s.HTTP.CloseClientConnections()
 		s.HTTP.Close()
 		cancel() // cleans up the store module, which closes the file
-	})
+	}
+	t.Cleanup(s.Stop)
 	return s
 }
 

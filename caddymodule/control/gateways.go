@@ -1,0 +1,175 @@
+package control
+
+import (
+	"context"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+)
+
+// gatewayRegistry knows which gateways are subscribed to the change stream
+// and which revision each has applied, so that a change can wait until every
+// gateway has applied it.
+type gatewayRegistry struct {
+	mu       sync.Mutex
+	gateways map[string]*gatewayState
+	// updated is closed and replaced whenever an applied revision moves or
+	// a gateway goes away: waiters re-check then.
+	updated chan struct{}
+}
+
+type gatewayState struct {
+	id          string
+	streams     int // a gateway may briefly hold two while it reconnects
+	applied     uint64
+	connectedAt time.Time
+	lastAckAt   time.Time
+}
+
+func newGatewayRegistry() *gatewayRegistry {
+	return &gatewayRegistry{gateways: map[string]*gatewayState{}, updated: make(chan struct{})}
+}
+
+// broadcast must be called with mu held.
+func (g *gatewayRegistry) broadcast() {
+	close(g.updated)
+	g.updated = make(chan struct{})
+}
+
+// subscribe records a stream of gateway id; the returned func ends it.
+func (g *gatewayRegistry) subscribe(id string) (unsubscribe func()) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	st := g.gateways[id]
+	if st == nil {
+		st = &gatewayState{id: id, connectedAt: time.Now().UTC()}
+		g.gateways[id] = st
+	}
+	st.streams++
+	return func() {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		if st.streams--; st.streams == 0 {
+			delete(g.gateways, id)
+			g.broadcast()
+		}
+	}
+}
+
+// ack records that gateway id has applied every change up to revision.
+func (g *gatewayRegistry) ack(id string, revision uint64) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	st := g.gateways[id]
+	if st == nil {
+		return false
+	}
+	st.lastAckAt = time.Now().UTC()
+	if revision > st.applied {
+		st.applied = revision
+		g.broadcast()
+	}
+	return true
+}
+
+// waitApplied waits until every gateway subscribed now has applied revision,
+// or until ctx ends. It returns how many gateways were waited for and the
+// ids of those that had not applied it.
+func (g *gatewayRegistry) waitApplied(ctx context.Context, revision uint64) (total int, pending []string) {
+	g.mu.Lock()
+	ids := make([]string, 0, len(g.gateways))
+	for id := range g.gateways {
+		ids = append(ids, id)
+	}
+	g.mu.Unlock()
+	slices.Sort(ids)
+
+	for {
+		g.mu.Lock()
+		pending = pending[:0]
+		for _, id := range ids {
+			// A gateway that went away has not applied it, as far as anyone
+			// can tell: it stays pending.
+			if st := g.gateways[id]; st == nil || st.applied < revision {
+				pending = append(pending, id)
+			}
+		}
+		updated := g.updated
+		g.mu.Unlock()
+		if len(pending) == 0 {
+			return len(ids), []string{}
+		}
+		select {
+		case <-updated:
+		case <-ctx.Done():
+			return len(ids), pending
+		}
+	}
+}
+
+// gatewayView is one gateway in GET /v1/gateways.
+type gatewayView struct {
+	ID              string     `json:"id"`
+	Streams         int        `json:"streams"`
+	AppliedRevision uint64     `json:"applied_revision"`
+	LagRevisions    uint64     `json:"lag_revisions"`
+	ConnectedAt     time.Time  `json:"connected_at"`
+	LastAckAt       *time.Time `json:"last_ack_at"`
+}
+
+func (g *gatewayRegistry) list(latest uint64) []gatewayView {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	views := make([]gatewayView, 0, len(g.gateways))
+	for _, st := range g.gateways {
+		v := gatewayView{ID: st.id, Streams: st.streams, AppliedRevision: st.applied, ConnectedAt: st.connectedAt}
+		if latest > st.applied {
+			v.LagRevisions = latest - st.applied
+		}
+		if !st.lastAckAt.IsZero() {
+			t := st.lastAckAt
+			v.LastAckAt = &t
+		}
+		views = append(views, v)
+	}
+	slices.SortFunc(views, func(a, b gatewayView) int {
+		if a.ID < b.ID {
+			return -1
+		}
+		if a.ID > b.ID {
+			return 1
+		}
+		return 0
+	})
+	return views
+}
+
+type ackBody struct {
+	Revision uint64 `json:"revision"`
+}
+
+func (c *Control) ackGateway(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if !validID(w, "gateway id", id) {
+		return
+	}
+	var body ackBody
+	if !decodeBody(w, r, &body) {
+		return
+	}
+	if !c.gateways.ack(id, body.Revision) {
+		writeError(w, http.StatusNotFound, "gateway_not_subscribed", "Gateway "+id+" has no open change stream; acknowledgements count only while it is subscribed.")
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (c *Control) listGateways(w http.ResponseWriter, r *http.Request) {
+	latest, err := c.store.Revision(r.Context())
+	if err != nil {
+		c.writeStoreError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"revision": latest, "gateways": c.gateways.list(latest)})
+}
