@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/conngate/conngate/caddymodule/control/controltest"
-	"github.com/conngate/conngate/caddymodule/gate"
 )
 
 // upstream is the data API behind the gateway: it records what reaches it.
@@ -131,10 +130,6 @@ func do(t *testing.T, req *http.Request) (int, map[string]any) {
 	return resp.StatusCode, body
 }
 
-// settle waits until every gateway cache entry from before has expired: with
-// pull-only lookups, ttl is how long a change may take to reach a gateway.
-func settle() { time.Sleep(gate.DefaultTTL + 200*time.Millisecond) }
-
 // The README's curl walk-through, against the real binary.
 func TestDemoWalkthrough(t *testing.T) {
 	d := newDemo(t)
@@ -162,33 +157,38 @@ func TestDemoWalkthrough(t *testing.T) {
 		}
 		return body
 	}
+	// change waits until the gateway has applied the change: when it
+	// returns, the gateway answers with the new status, no sleeping.
+	change := func(method, path string) {
+		t.Helper()
+		body := mustAct(method, path+"?wait=applied&timeout=5s", 200)
+		if body["gateways"] != 1.0 || body["acknowledged"] != 1.0 {
+			t.Fatalf("%s %s: %v, want the one gateway to acknowledge", method, path, body)
+		}
+	}
 
 	mustCall("active", 200, "")
 	if seen := d.upstream.requests(); len(seen) != 1 || seen[0] != id {
 		t.Fatalf("upstream saw %v, want one request with X-Connection-Id %s", seen, id)
 	}
 
-	mustAct("POST", "/v1/connections/"+id+"/disable", 200)
-	settle()
+	change("POST", "/v1/connections/"+id+"/disable")
 	before := len(d.upstream.requests())
 	mustCall("disabled", 401, "connection_disabled")
 
-	mustAct("POST", "/v1/connections/"+id+"/enable", 200)
+	change("POST", "/v1/connections/"+id+"/enable")
 	if n := len(d.upstream.requests()); n != before {
 		t.Fatalf("upstream saw %d requests while the connection was disabled", n-before)
 	}
-	settle()
 	mustCall("enabled again, same token", 200, "")
 
-	mustAct("DELETE", "/v1/connections/"+id, 200)
-	settle()
+	change("DELETE", "/v1/connections/"+id)
 	before = len(d.upstream.requests())
 	mustCall("deleted", 401, "connection_deleted")
 	body := mustAct("POST", "/v1/connections/"+id+"/enable", 409)
 	if body["error"] != "connection_deleted" {
 		t.Fatalf("enable after delete: %v", body)
 	}
-	settle()
 	mustCall("still deleted after the refused enable", 401, "connection_deleted")
 	if n := len(d.upstream.requests()); n != before {
 		t.Fatalf("upstream saw %d requests for a deleted connection", n-before)
@@ -238,8 +238,23 @@ func TestRestartAndReload(t *testing.T) {
 	if resp.StatusCode != 200 {
 		t.Fatalf("reload: %d %s", resp.StatusCode, msg)
 	}
-	d.api(t, "POST", "/v1/connections/"+id+"/disable", "")
-	settle()
+	// The reload ended the old control handler's streams; the gateway, whose
+	// cache and stream outlive the reload, resumes on the new one. One
+	// gateway, one stream: the reload did not open a second.
+	var gws map[string]any
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		_, gws = d.api(t, "GET", "/v1/gateways", "")
+		list, _ := gws["gateways"].([]any)
+		if len(list) == 1 && list[0].(map[string]any)["streams"] == 1.0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("gateways after reload: %v", gws)
+		}
+	}
+	if code, body := d.api(t, "POST", "/v1/connections/"+id+"/disable?wait=applied", ""); code != 200 || body["acknowledged"] != 1.0 {
+		t.Fatalf("disable after reload: %d %v", code, body)
+	}
 	if code, body := d.call(t, token); code != 401 || body["reason"] != "connection_disabled" {
 		t.Fatalf("after reload and disable: %d %v", code, body)
 	}

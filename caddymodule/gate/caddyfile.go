@@ -35,8 +35,12 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		leeway <duration>
 //		connection_claim <name>
 //		realm <name>
+//		gateway_id <id>
 //		cache_size <entries>
 //		ttl <duration>
+//		disconnected_ttl <duration>
+//		stale_if_error <duration>
+//		stream_idle_timeout <duration>
 //	}
 //
 // jwks_url may be repeated; issuer, audience and algorithms take one or more
@@ -45,6 +49,14 @@ func (g *Gate) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
 	if d.NextArg() {
 		return d.ArgErr()
+	}
+	durations := map[string]*caddy.Duration{
+		"leeway":              &g.Leeway,
+		"ttl":                 &g.TTL,
+		"control_timeout":     &g.ControlTimeout,
+		"disconnected_ttl":    &g.DisconnectedTTL,
+		"stale_if_error":      &g.StaleIfError,
+		"stream_idle_timeout": &g.StreamIdleTimeout,
 	}
 	for d.NextBlock(0) {
 		switch name := d.Val(); name {
@@ -82,7 +94,11 @@ func (g *Gate) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err := oneArg(d, &g.Realm); err != nil {
 				return err
 			}
-		case "leeway", "ttl", "control_timeout":
+		case "gateway_id":
+			if err := oneArg(d, &g.GatewayID); err != nil {
+				return err
+			}
+		case "leeway", "ttl", "control_timeout", "disconnected_ttl", "stale_if_error", "stream_idle_timeout":
 			var s string
 			if err := oneArg(d, &s); err != nil {
 				return err
@@ -91,14 +107,7 @@ func (g *Gate) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err != nil || dur <= 0 {
 				return d.Errf("%s %q: want a positive duration such as 30s", name, s)
 			}
-			switch name {
-			case "leeway":
-				g.Leeway = caddy.Duration(dur)
-			case "ttl":
-				g.TTL = caddy.Duration(dur)
-			default:
-				g.ControlTimeout = caddy.Duration(dur)
-			}
+			*durations[name] = caddy.Duration(dur)
 		case "cache_size":
 			var s string
 			if err := oneArg(d, &s); err != nil {

@@ -111,6 +111,7 @@ func (g *Gate) deny(w http.ResponseWriter, d *denial, cid string) error {
 	}
 	_ = json.NewEncoder(w).Encode(denialBody{Error: code, Description: d.description, Reason: d.reason})
 
+	g.metrics.denied(d)
 	if ce := g.logger.Check(zapcore.DebugLevel, "denied"); ce != nil {
 		ce.Write(zap.Int("status", d.status), zap.String("reason", d.reason), zap.String("connection_id", cid))
 	}

@@ -4,10 +4,12 @@
 package gate
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -59,20 +61,43 @@ type Gate struct {
 	ControlKey string `json:"control_key,omitempty"`
 
 	// How long a status lookup may take before the request gets 503.
-	// Default: 2s.
+	// Default: 2s; at most 10s.
 	ControlTimeout caddy.Duration `json:"control_timeout,omitempty"`
+
+	// Name this gateway gives itself on the control endpoint's change
+	// stream, where acknowledgements are counted per gateway. Give each
+	// gateway its own. Default: the host name.
+	GatewayID string `json:"gateway_id,omitempty"`
 
 	// Maximum number of connection statuses kept in memory. Default: 100000.
 	CacheSize int `json:"cache_size,omitempty"`
 
-	// How long a looked-up status may be served from memory. This bounds how
-	// long a gateway may still let a just-disabled connection through.
-	// Default: 1s.
+	// How long a status may be served from memory while the change stream
+	// is connected (it pushes every change, so this only bounds memory use
+	// for idle connections). Default: 5m.
 	TTL caddy.Duration `json:"ttl,omitempty"`
 
-	tokens   *tokenVerifier
-	statuses *statusCache
-	logger   *zap.Logger
+	// How long a status may be served from memory while the change stream
+	// is down, counted from the later of its lookup and the disconnection.
+	// Default: 1s.
+	DisconnectedTTL caddy.Duration `json:"disconnected_ttl,omitempty"`
+
+	// How much longer than disconnected_ttl a cached status may still be
+	// served when the control endpoint cannot be reached; past that the
+	// answer is 503. Default: 30s.
+	StaleIfError caddy.Duration `json:"stale_if_error,omitempty"`
+
+	// How long the change stream may stay silent (the control endpoint
+	// sends heartbeats) before the gateway drops it and reconnects.
+	// Default: 45s.
+	StreamIdleTimeout caddy.Duration `json:"stream_idle_timeout,omitempty"`
+
+	tokens    *tokenVerifier
+	source    *statusSource
+	sourceKey string
+	policy    freshnessPolicy
+	metrics   *metrics
+	logger    *zap.Logger
 }
 
 // Defaults.
@@ -81,8 +106,12 @@ const (
 	DefaultConnectionClaim = "cid"
 	DefaultRealm           = "conngate"
 	DefaultControlTimeout  = 2 * time.Second
+	MaxControlTimeout      = 10 * time.Second
 	DefaultCacheSize       = 100_000
-	DefaultTTL             = time.Second
+	DefaultTTL             = 5 * time.Minute
+	DefaultDisconnectedTTL = time.Second
+	DefaultStaleIfError    = 30 * time.Second
+	DefaultStreamIdle      = 45 * time.Second
 )
 
 // CaddyModule returns the Caddy module information.
@@ -122,8 +151,25 @@ func (g *Gate) Provision(ctx caddy.Context) error {
 	if g.TTL == 0 {
 		g.TTL = caddy.Duration(DefaultTTL)
 	}
+	if g.DisconnectedTTL == 0 {
+		g.DisconnectedTTL = caddy.Duration(DefaultDisconnectedTTL)
+	}
+	if g.StaleIfError == 0 {
+		g.StaleIfError = caddy.Duration(DefaultStaleIfError)
+	}
+	if g.StreamIdleTimeout == 0 {
+		g.StreamIdleTimeout = caddy.Duration(DefaultStreamIdle)
+	}
+	g.GatewayID = repl.ReplaceKnown(g.GatewayID, "")
+	if g.GatewayID == "" {
+		g.GatewayID = defaultGatewayID()
+	}
 	if err := g.check(repl); err != nil {
 		return err
+	}
+	g.metrics = gateMetrics
+	if err := g.metrics.register(ctx.GetMetricsRegistry()); err != nil {
+		return fmt.Errorf("registering metrics: %w", err)
 	}
 
 	var err error
@@ -138,9 +184,32 @@ func (g *Gate) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	client := newControlClient(g.ControlURL, repl.ReplaceKnown(g.ControlKey, ""))
-	g.statuses, err = newStatusCache(ctx, client.status, g.CacheSize, time.Duration(g.TTL), time.Duration(g.ControlTimeout))
-	return err
+	g.policy = freshnessPolicy{
+		ttl:             time.Duration(g.TTL),
+		disconnectedTTL: time.Duration(g.DisconnectedTTL),
+		staleIfError:    time.Duration(g.StaleIfError),
+		timeout:         time.Duration(g.ControlTimeout),
+	}
+	g.source, g.sourceKey, err = loadSource(sourceConfig{
+		controlURL:  g.ControlURL,
+		controlKey:  repl.ReplaceKnown(g.ControlKey, ""),
+		gatewayID:   g.GatewayID,
+		cacheSize:   g.CacheSize,
+		idleTimeout: time.Duration(g.StreamIdleTimeout),
+	}, g.logger, g.metrics)
+	if err != nil {
+		return err
+	}
+	g.source.eventTTL.Store(int64(g.TTL))
+	return nil
+}
+
+func defaultGatewayID() string {
+	host, err := os.Hostname()
+	if err != nil || store.ValidateID("gateway_id", host) != nil {
+		return "gateway"
+	}
+	return host
 }
 
 // check refuses configurations that cannot work. It runs in Provision,
@@ -168,18 +237,26 @@ func (g *Gate) check(repl *caddy.Replacer) error {
 	if strings.ContainsAny(g.Realm, "\"\\") || strings.ContainsFunc(g.Realm, func(r rune) bool { return r < ' ' || r == 0x7f }) {
 		return fmt.Errorf("realm %q must not contain quotes, backslashes or control characters", g.Realm)
 	}
-	if g.CacheSize < 0 || g.TTL < 0 || g.Leeway < 0 || g.ControlTimeout < 0 {
-		return errors.New("cache_size, ttl, leeway and control_timeout must not be negative")
+	if g.CacheSize < 0 || g.TTL < 0 || g.Leeway < 0 || g.ControlTimeout < 0 || g.DisconnectedTTL < 0 || g.StaleIfError < 0 || g.StreamIdleTimeout < 0 {
+		return errors.New("cache_size and durations must not be negative")
+	}
+	if time.Duration(g.ControlTimeout) > MaxControlTimeout {
+		return fmt.Errorf("control_timeout %s is above the maximum of %s", time.Duration(g.ControlTimeout), MaxControlTimeout)
+	}
+	if err := store.ValidateID("gateway_id", g.GatewayID); err != nil {
+		return err
 	}
 	return nil
 }
 
-// Cleanup stops the key refresher and releases the cache.
+// Cleanup releases this config's use of the shared status source; the last
+// user stops its stream and frees its cache.
 func (g *Gate) Cleanup() error {
-	if g.statuses != nil {
-		g.statuses.close()
+	if g.sourceKey == "" {
+		return nil
 	}
-	return nil
+	_, err := sources.Delete(g.sourceKey)
+	return err
 }
 
 // ServeHTTP decides: the next handler for an active connection's valid token,
@@ -193,7 +270,7 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 	if err != nil {
 		return g.deny(w, tokenInvalid(err), "")
 	}
-	st, err := g.statuses.get(r.Context(), cid)
+	st, err := g.status(r.Context(), cid)
 	if err != nil {
 		g.logger.Error("connection status unavailable", zap.String("connection_id", cid), zap.Error(err))
 		return g.deny(w, denyUnavailable, cid)
@@ -207,10 +284,35 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 		repl.Set("http.auth.connection.id", cid)
 	}
+	g.metrics.allowed.Inc()
 	if ce := g.logger.Check(zapcore.DebugLevel, "allowed"); ce != nil {
 		ce.Write(zap.String("connection_id", cid))
 	}
 	return next.ServeHTTP(w, r)
+}
+
+// status answers from the cache when it may, and asks the control endpoint
+// otherwise.
+func (g *Gate) status(ctx context.Context, id string) (store.Status, error) {
+	e, ok := g.source.cache.Get(id)
+	if ok && e.id == id {
+		switch g.source.judge(e, &g.policy) {
+		case fresh:
+			g.metrics.cacheHits.Inc()
+			return e.status, nil
+		case stale:
+			g.metrics.cacheMisses.Inc()
+			st, err := g.source.lookup(ctx, id, &g.policy)
+			if err != nil {
+				g.logger.Warn("control endpoint unreachable; serving a stale status within stale_if_error",
+					zap.String("connection_id", id), zap.String("status", string(e.status)), zap.Error(err))
+				return e.status, nil
+			}
+			return st, nil
+		}
+	}
+	g.metrics.cacheMisses.Inc()
+	return g.source.lookup(ctx, id, &g.policy)
 }
 
 // Interface guards

@@ -19,12 +19,21 @@ import (
 	"github.com/conngate/conngate/store"
 )
 
-// newGate provisions a gate in front of the control endpoint s.
+// newGate provisions a gate in front of the control endpoint s (or of
+// tweak's control_url) and waits until its change stream is connected.
 func newGate(t *testing.T, s *controltest.Server, tweak func(*Gate)) *Gate {
+	t.Helper()
+	g := provisionGate(t, s, tweak)
+	waitConnected(t, g)
+	return g
+}
+
+func provisionGate(t *testing.T, s *controltest.Server, tweak func(*Gate)) *Gate {
 	t.Helper()
 	g := &Gate{
 		ControlURL: s.URL,
 		ControlKey: s.GatewayKey,
+		GatewayID:  strings.NewReplacer("/", "-", " ", "-").Replace(t.Name()),
 		Issuers:    []string{s.Issuer},
 		Audiences:  []string{s.Audience},
 		TTL:        caddy.Duration(time.Hour),
@@ -41,6 +50,23 @@ func newGate(t *testing.T, s *controltest.Server, tweak func(*Gate)) *Gate {
 		t.Fatalf("provision: %v", err)
 	}
 	return g
+}
+
+func waitConnected(t *testing.T, g *Gate) {
+	t.Helper()
+	eventually(t, 5*time.Second, "change stream connected", func() bool { return g.source.connected.Load() })
+}
+
+// eventually polls cond until it holds or the time is up.
+func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %s: %s", within, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // result is what one request through the gate produced.
@@ -220,53 +246,9 @@ func TestActiveRequestReachesUpstreamWithConnectionID(t *testing.T) {
 	}
 }
 
-// The status is served from memory within ttl, and looked up again after.
-func TestStatusCacheTTL(t *testing.T) {
-	s := controltest.Start(t, controltest.Options{})
-	ttl := 300 * time.Millisecond
-	g := newGate(t, s, func(g *Gate) { g.TTL = caddy.Duration(ttl) })
-	c := s.Create(t, "org-1")
-	if res := send(t, g, bearer(c.AccessToken)); res.status != 200 {
-		t.Fatalf("first request %d", res.status)
-	}
-	s.Act(t, c.Connection.ID, store.ActionDisable)
-	if res := send(t, g, bearer(c.AccessToken)); res.status != 200 {
-		t.Fatalf("within ttl the cached status must serve: %d", res.status)
-	}
-	time.Sleep(ttl + 100*time.Millisecond)
-	if res := send(t, g, bearer(c.AccessToken)); res.status != 401 || res.body.Reason != "connection_disabled" {
-		t.Fatalf("after ttl: %d %s, want 401 connection_disabled", res.status, res.body.Reason)
-	}
-	s.Act(t, c.Connection.ID, store.ActionEnable)
-	time.Sleep(ttl + 100*time.Millisecond)
-	if res := send(t, g, bearer(c.AccessToken)); res.status != 200 {
-		t.Fatalf("same token after enable: %d", res.status)
-	}
-}
-
-// When the status cannot be known the answer is 503, never 200.
-func TestControlUnreachable(t *testing.T) {
-	s := controltest.Start(t, controltest.Options{})
-	g := newGate(t, s, func(g *Gate) { g.ControlTimeout = caddy.Duration(500 * time.Millisecond) })
-	cached := s.Create(t, "org-1")
-	uncached := s.Create(t, "org-1")
-	if res := send(t, g, bearer(cached.AccessToken)); res.status != 200 {
-		t.Fatalf("warm-up: %d", res.status)
-	}
-	s.HTTP.Close()
-
-	res := send(t, g, bearer(uncached.AccessToken))
-	if res.status != 503 || res.upstream != nil || res.body.Reason != "status_unavailable" || res.header.Get("Retry-After") == "" {
-		t.Fatalf("uncached with control down: %d %+v Retry-After=%q", res.status, res.body, res.header.Get("Retry-After"))
-	}
-	if res := send(t, g, bearer(cached.AccessToken)); res.status != 200 {
-		t.Errorf("cached status not served while control is down: %d", res.status)
-	}
-}
-
 func TestWrongControlKeyIs503(t *testing.T) {
 	s := controltest.Start(t, controltest.Options{})
-	g := newGate(t, s, func(g *Gate) { g.ControlKey = "this-is-not-the-gateway-key" })
+	g := provisionGate(t, s, func(g *Gate) { g.ControlKey = "this-is-not-the-gateway-key" })
 	c := s.Create(t, "org-1")
 	if res := send(t, g, bearer(c.AccessToken)); res.status != 503 || res.upstream != nil {
 		t.Fatalf("status %d, want 503", res.status)
@@ -287,6 +269,8 @@ func TestProvisionRefusesBadConfig(t *testing.T) {
 		{"hmac with a JWKS", func(g *Gate) { g.Algorithms = []string{"HS256"} }, `algorithm "HS256"`},
 		{"quote in realm", func(g *Gate) { g.Realm = `a"b` }, "realm"},
 		{"bad jwks url", func(g *Gate) { g.JWKSURLs = []string{"/relative"} }, "jwks_url"},
+		{"control_timeout too long", func(g *Gate) { g.ControlTimeout = caddy.Duration(time.Minute) }, "control_timeout"},
+		{"bad gateway id", func(g *Gate) { g.GatewayID = "a/b" }, "gateway_id"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

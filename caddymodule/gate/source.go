@@ -1,0 +1,222 @@
+package gate
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/dgraph-io/ristretto/v2"
+	"go.uber.org/zap"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/conngate/conngate/store"
+)
+
+// sources holds one statusSource per control endpoint and gateway id, shared
+// by every gate that names them and kept across config reloads, so that a
+// reload neither empties the cache nor opens a second change stream.
+var sources = caddy.NewUsagePool()
+
+// unknownTTL is how long "no such connection" is remembered: long enough to
+// absorb a burst of requests with a bogus id, short enough not to matter.
+const unknownTTL = 5 * time.Second
+
+// freshnessPolicy is one gate's rules for using and filling the cache.
+type freshnessPolicy struct {
+	ttl, disconnectedTTL, staleIfError, timeout time.Duration
+}
+
+// statusEntry keeps the id beside the status: ristretto stores hashes of
+// keys, not keys, so two ids can collide and every hit is checked.
+type statusEntry struct {
+	id       string
+	status   store.Status
+	revision uint64
+	storedAt int64 // unix nanoseconds
+}
+
+// statusSource is one control endpoint as this process sees it: the status
+// cache, the lookups that fill it and the change stream that keeps it
+// current.
+type statusSource struct {
+	cache     *ristretto.Cache[string, statusEntry]
+	flights   singleflight.Group
+	client    *controlClient
+	gatewayID string
+	recent    recentChanges
+	logger    *zap.Logger
+	metrics   *metrics
+
+	// Stream state, read on the hot path.
+	connected atomic.Bool
+	downSince atomic.Int64 // unix nanoseconds; meaningful while !connected
+	applied   atomic.Uint64
+
+	idleTimeout time.Duration
+	// eventTTL is the ttl given to entries set from stream events: the ttl
+	// of the gate provisioned last.
+	eventTTL  atomic.Int64
+	stop      context.CancelFunc
+	stopped   chan struct{}
+	closeOnce sync.Once
+}
+
+type sourceConfig struct {
+	controlURL, controlKey, gatewayID string
+	cacheSize                         int
+	idleTimeout                       time.Duration
+}
+
+func (c sourceConfig) poolKey() string {
+	key := sha256.Sum256([]byte(c.controlKey))
+	return c.controlURL + "\n" + c.gatewayID + "\n" + hex.EncodeToString(key[:8])
+}
+
+// loadSource returns the shared source for cfg, starting it on first use.
+func loadSource(cfg sourceConfig, logger *zap.Logger, m *metrics) (*statusSource, string, error) {
+	key := cfg.poolKey()
+	v, loaded, err := sources.LoadOrNew(key, func() (caddy.Destructor, error) {
+		return newStatusSource(cfg, logger, m)
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	src := v.(*statusSource)
+	if loaded && src.cache.MaxCost() != int64(cfg.cacheSize) {
+		src.cache.UpdateMaxCost(int64(cfg.cacheSize))
+	}
+	return src, key, nil
+}
+
+func newStatusSource(cfg sourceConfig, logger *zap.Logger, m *metrics) (*statusSource, error) {
+	cache, err := ristretto.NewCache(&ristretto.Config[string, statusEntry]{
+		NumCounters:        int64(cfg.cacheSize) * 10,
+		MaxCost:            int64(cfg.cacheSize),
+		BufferItems:        64,
+		IgnoreInternalCost: true,
+		// Never let an older status replace a newer one, whichever of a
+		// lookup and a stream event lands last.
+		ShouldUpdate: func(next, prev statusEntry) bool { return next.revision >= prev.revision },
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating status cache: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &statusSource{
+		cache:       cache,
+		client:      newControlClient(cfg.controlURL, cfg.controlKey),
+		gatewayID:   cfg.gatewayID,
+		logger:      logger.With(zap.String("control_url", cfg.controlURL), zap.String("gateway_id", cfg.gatewayID)),
+		metrics:     m,
+		idleTimeout: cfg.idleTimeout,
+		stop:        cancel,
+		stopped:     make(chan struct{}),
+	}
+	s.downSince.Store(time.Now().UnixNano())
+	go s.subscribe(ctx)
+	return s, nil
+}
+
+// Destruct stops the stream when the last gate using the source goes away.
+func (s *statusSource) Destruct() error {
+	s.closeOnce.Do(func() {
+		s.stop()
+		<-s.stopped
+		s.cache.Close()
+	})
+	return nil
+}
+
+// freshness says how an entry may be used at now.
+type freshness int
+
+const (
+	fresh   freshness = iota // serve it
+	stale                    // look it up again; serve it only if that fails
+	expired                  // look it up again; never serve it
+)
+
+// judge applies the gate's rules: while the stream is connected every change
+// reaches the cache, so an entry is fresh until its ttl (ristretto drops it
+// then). While the stream is down an entry was last known to be right at the
+// later of its storing and the disconnection; it is fresh for
+// disconnectedTTL after that and servable on lookup errors for staleIfError
+// more.
+func (s *statusSource) judge(e statusEntry, p *freshnessPolicy) freshness {
+	if s.connected.Load() {
+		return fresh
+	}
+	age := time.Duration(time.Now().UnixNano() - max(e.storedAt, s.downSince.Load()))
+	switch {
+	case age <= p.disconnectedTTL:
+		return fresh
+	case age <= p.disconnectedTTL+p.staleIfError:
+		return stale
+	}
+	return expired
+}
+
+// lookup asks the control endpoint for id's status, once however many
+// requests are waiting, and caches the answer for ttl (or, while the stream
+// is down, for disconnectedTTL+staleIfError).
+func (s *statusSource) lookup(ctx context.Context, id string, p *freshnessPolicy) (store.Status, error) {
+	results := s.flights.DoChan(id, func() (any, error) {
+		started := time.Now()
+		// Not the request's context: a client that gives up must not fail
+		// the other requests sharing this lookup.
+		lctx, cancel := context.WithTimeout(context.Background(), p.timeout)
+		defer cancel()
+		e, err := s.client.status(lctx, id)
+		s.metrics.observeLookup(started, err)
+		if err != nil {
+			return nil, err
+		}
+		if rc, ok := s.recent.newer(id, e.revision); ok {
+			e.status, e.revision = rc.status, rc.revision // a change overtook the answer
+		}
+		if s.recent.startedBefore(started) {
+			return e.status, nil // from before a reset: answer, but do not cache
+		}
+		ttl := p.ttl
+		if !s.connected.Load() {
+			ttl = p.disconnectedTTL + p.staleIfError
+		}
+		if e.status == statusUnknown {
+			ttl = min(ttl, unknownTTL)
+		}
+		e.storedAt = time.Now().UnixNano()
+		s.cache.SetWithTTL(id, e, 1, ttl)
+		// Set is asynchronous: wait, so that requests arriving just after
+		// this flight ends find the entry instead of starting another lookup.
+		s.cache.Wait()
+		return e.status, nil
+	})
+	select {
+	case res := <-results:
+		if res.Err != nil {
+			return "", res.Err
+		}
+		return res.Val.(store.Status), nil
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+}
+
+// apply puts a change from the stream into the cache: no lookup needed.
+func (s *statusSource) apply(c store.Change) {
+	now := time.Now()
+	s.recent.record(c, now)
+	e := statusEntry{id: c.ID, status: c.Status, revision: c.Revision, storedAt: now.UnixNano()}
+	s.cache.SetWithTTL(c.ID, e, 1, time.Duration(s.eventTTL.Load()))
+}
+
+// reset drops everything derived from the stream before a reset event.
+func (s *statusSource) reset() {
+	s.recent.clearAll(time.Now())
+	s.cache.Clear()
+}

@@ -1,0 +1,211 @@
+package gate
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"runtime/debug"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/conngate/conngate/store"
+)
+
+// Reconnection backoff of the change stream: exponential with jitter, so
+// that gateways restarted together do not reconnect in lockstep.
+const (
+	minBackoff = 100 * time.Millisecond
+	maxBackoff = 10 * time.Second
+	// A stream that stayed up this long starts the next backoff afresh.
+	healthyStream = 30 * time.Second
+	ackTimeout    = 5 * time.Second
+)
+
+// errStreamIdle ends a stream that carried nothing, not even a heartbeat,
+// for idleTimeout: the connection is presumed dead.
+var errStreamIdle = errors.New("change stream idle for too long")
+
+// subscribe keeps the change stream open until the source is destroyed.
+func (s *statusSource) subscribe(ctx context.Context) {
+	defer close(s.stopped)
+	backoff := minBackoff
+	resumable := false // true once a sync gave a revision to resume from
+	for {
+		began := time.Now()
+		err := s.streamOnce(ctx, &resumable)
+		s.markDisconnected()
+		if ctx.Err() != nil {
+			return
+		}
+		if time.Since(began) > healthyStream {
+			backoff = minBackoff
+		}
+		wait := backoff/2 + rand.N(backoff/2+1)
+		s.logger.Warn("change stream down; cached statuses now expire after disconnected_ttl",
+			zap.Error(err), zap.Duration("reconnect_in", wait), zap.Uint64("applied_revision", s.applied.Load()))
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return
+		}
+		backoff = min(backoff*2, maxBackoff)
+	}
+}
+
+func (s *statusSource) markDisconnected() {
+	if s.connected.Swap(false) {
+		s.downSince.Store(time.Now().UnixNano())
+		s.metrics.streamConnected(s, false)
+	}
+}
+
+// streamOnce reads one connection of the change stream until it fails.
+func (s *statusSource) streamOnce(ctx context.Context, resumable *bool) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.logger.Error("panic in change stream reader", zap.Any("panic", r), zap.ByteString("stack", debug.Stack()))
+			err = fmt.Errorf("panic: %v", r)
+		}
+	}()
+	sctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	resp, err := s.client.events(sctx, s.gatewayID, s.applied.Load(), *resumable)
+	if err != nil {
+		return fmt.Errorf("opening change stream: %w", err)
+	}
+	defer resp.Body.Close()
+	idle := time.AfterFunc(s.idleTimeout, func() { cancel(errStreamIdle) })
+	defer idle.Stop()
+	acks := s.startAcker(sctx)
+
+	r := bufio.NewReaderSize(resp.Body, 64<<10)
+	var ev sseEvent
+	for {
+		line, err := r.ReadSlice('\n')
+		if err != nil {
+			if cause := context.Cause(sctx); cause != nil {
+				err = cause
+			}
+			return fmt.Errorf("reading change stream: %w", err)
+		}
+		idle.Reset(s.idleTimeout)
+		line = bytes.TrimRight(line, "\r\n")
+		switch {
+		case len(line) == 0:
+			if err := s.dispatch(ev, resumable); err != nil {
+				return err
+			}
+			ev = sseEvent{}
+			// Acknowledge once what has arrived is applied, not per event:
+			// a replay of thousands of changes makes one ack.
+			if r.Buffered() == 0 {
+				s.cache.Wait() // make the applied statuses visible first
+				acks.offer(s.applied.Load())
+			}
+		case line[0] == ':': // comment: a heartbeat
+		default:
+			field, value, _ := bytes.Cut(line, []byte(":"))
+			value = bytes.TrimPrefix(value, []byte(" "))
+			switch string(field) {
+			case "event":
+				ev.name = string(value)
+			case "data":
+				ev.data = append(ev.data[:0], value...)
+			case "id":
+				ev.id = string(value)
+			}
+		}
+	}
+}
+
+type sseEvent struct {
+	name, id string
+	data     []byte
+}
+
+func (s *statusSource) dispatch(ev sseEvent, resumable *bool) error {
+	switch ev.name {
+	case "status":
+		var c store.Change
+		if err := json.Unmarshal(ev.data, &c); err != nil || c.ID == "" || !c.Status.Valid() || c.Revision == 0 {
+			return fmt.Errorf("malformed status event %q", ev.data)
+		}
+		s.apply(c)
+		s.applied.Store(c.Revision)
+		s.metrics.eventApplied(s, c)
+	case "sync", "reset":
+		rev, err := strconv.ParseUint(ev.id, 10, 64)
+		if err != nil {
+			return fmt.Errorf("malformed %s event id %q", ev.name, ev.id)
+		}
+		// A reset means the changes since our revision cannot be replayed;
+		// a first sync means we never had a revision, and what was looked
+		// up before it may predate changes the stream will not send. Either
+		// way the cache cannot be trusted.
+		if ev.name == "reset" || !*resumable {
+			s.reset()
+			s.logger.Info("status cache cleared", zap.String("because", map[bool]string{true: "reset by the control endpoint", false: "first connection"}[ev.name == "reset"]))
+		}
+		s.applied.Store(rev)
+		s.metrics.eventApplied(s, store.Change{Revision: rev})
+		if ev.name == "sync" {
+			*resumable = true
+			if !s.connected.Swap(true) {
+				s.metrics.streamConnected(s, true)
+				s.logger.Info("change stream connected", zap.Uint64("revision", rev))
+			}
+		}
+	}
+	return nil
+}
+
+// acker sends the latest applied revision to the control endpoint, one
+// request at a time, skipping revisions overtaken while one is in flight.
+type acker struct {
+	latest atomic.Uint64
+	wake   chan struct{}
+}
+
+func (s *statusSource) startAcker(ctx context.Context) *acker {
+	a := &acker{wake: make(chan struct{}, 1)}
+	go func() {
+		var sent uint64
+		for {
+			select {
+			case <-a.wake:
+			case <-ctx.Done():
+				return
+			}
+			rev := a.latest.Load()
+			if rev <= sent {
+				continue
+			}
+			actx, cancel := context.WithTimeout(ctx, ackTimeout)
+			err := s.client.ack(actx, s.gatewayID, rev)
+			cancel()
+			if err != nil {
+				if ctx.Err() == nil {
+					s.logger.Warn("acknowledging applied revision", zap.Uint64("revision", rev), zap.Error(err))
+				}
+				continue
+			}
+			sent = rev
+		}
+	}()
+	return a
+}
+
+func (a *acker) offer(rev uint64) {
+	a.latest.Store(rev)
+	select {
+	case a.wake <- struct{}{}:
+	default:
+	}
+}

@@ -1,0 +1,295 @@
+package gate
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/conngate/conngate/caddymodule/control/controltest"
+	"github.com/conngate/conngate/store"
+	"github.com/conngate/conngate/store/boltstore"
+)
+
+const within = 3 * time.Second
+
+func expectStatus(t *testing.T, g *Gate, token string, status int, reason string) {
+	t.Helper()
+	res := send(t, g, bearer(token))
+	if res.status != status || (reason != "" && res.body.Reason != reason) {
+		t.Fatalf("gateway %s: %d %q, want %d %q", g.GatewayID, res.status, res.body.Reason, status, reason)
+	}
+}
+
+// eventuallyStatus waits for a pushed change to show, sending one request
+// per millisecond or so as a client would.
+func eventuallyStatus(t *testing.T, g *Gate, token string, status int) {
+	t.Helper()
+	eventually(t, within, fmt.Sprintf("gateway %s answers %d", g.GatewayID, status), func() bool {
+		return send(t, g, bearer(token)).status == status
+	})
+}
+
+// Three gateways, one control endpoint: a change reaches every gateway
+// without waiting for ttl (an hour here).
+func TestChangesReachEveryGateway(t *testing.T) {
+	s := controltest.Start(t, controltest.Options{})
+	var gates []*Gate
+	for i := range 3 {
+		gates = append(gates, newGate(t, s, func(g *Gate) { g.GatewayID = fmt.Sprintf("gw-%d", i) }))
+	}
+	c := s.Create(t, "org-1")
+	for _, g := range gates {
+		expectStatus(t, g, c.AccessToken, 200, "")
+	}
+	s.Act(t, c.Connection.ID, store.ActionDisable)
+	for _, g := range gates {
+		eventuallyStatus(t, g, c.AccessToken, 401)
+		expectStatus(t, g, c.AccessToken, 401, "connection_disabled")
+	}
+	s.Act(t, c.Connection.ID, store.ActionEnable)
+	for _, g := range gates {
+		eventuallyStatus(t, g, c.AccessToken, 200)
+	}
+	s.Act(t, c.Connection.ID, store.ActionDelete)
+	for _, g := range gates {
+		eventuallyStatus(t, g, c.AccessToken, 401)
+		expectStatus(t, g, c.AccessToken, 401, "connection_deleted")
+	}
+	time.Sleep(100 * time.Millisecond)
+	for _, g := range gates {
+		expectStatus(t, g, c.AccessToken, 401, "connection_deleted")
+	}
+}
+
+// wait=applied returns once all three gateways have applied the change, and
+// with one gateway's stream stalled, at the timeout, naming that gateway.
+func TestWaitAppliedWithRealGateways(t *testing.T) {
+	s := controltest.Start(t, controltest.Options{})
+	stall := newControlProxy(t, s.URL)
+	var gates []*Gate
+	for i := range 3 {
+		gates = append(gates, newGate(t, s, func(g *Gate) {
+			g.GatewayID = fmt.Sprintf("gw-%d", i)
+			if i == 2 {
+				g.ControlURL = stall.URL
+			}
+		}))
+	}
+	c := s.Create(t, "org-1")
+	for _, g := range gates {
+		expectStatus(t, g, c.AccessToken, 200, "")
+	}
+
+	type applied struct {
+		Gateways     int      `json:"gateways"`
+		Acknowledged int      `json:"acknowledged"`
+		Pending      []string `json:"pending"`
+	}
+	var got applied
+	s.Do(t, s.AdminKey, "POST", "/v1/connections/"+c.Connection.ID+"/disable?wait=applied&timeout=2s", nil, &got)
+	if got.Gateways != 3 || got.Acknowledged != 3 || len(got.Pending) != 0 {
+		t.Fatalf("all three: %+v", got)
+	}
+	// When the call returns, every gateway refuses the token: no polling.
+	for _, g := range gates {
+		expectStatus(t, g, c.AccessToken, 401, "connection_disabled")
+	}
+
+	stall.stalled.Store(true)
+	start := time.Now()
+	s.Do(t, s.AdminKey, "POST", "/v1/connections/"+c.Connection.ID+"/enable?wait=applied&timeout=500ms", nil, &got)
+	if took := time.Since(start); took < 500*time.Millisecond || took > 2*time.Second {
+		t.Errorf("returned after %s, want at the 500ms timeout", took)
+	}
+	if got.Gateways != 3 || got.Acknowledged != 2 || len(got.Pending) != 1 || got.Pending[0] != "gw-2" {
+		t.Fatalf("one stalled: %+v", got)
+	}
+	stall.stalled.Store(false)
+	eventuallyStatus(t, gates[2], c.AccessToken, 200)
+}
+
+// A change made while a gateway's stream is down is applied when the stream
+// resumes: replay from the last applied revision, no missed revocation.
+// disconnected_ttl is an hour here, so only the replay can change the answer.
+func TestChangeWhileStreamDownIsReplayed(t *testing.T) {
+	dir := t.TempDir()
+	s := controltest.Start(t, controltest.Options{Dir: dir})
+	addr := strings.TrimPrefix(s.URL, "http://")
+	g := newGate(t, s, func(g *Gate) { g.DisconnectedTTL = caddy.Duration(time.Hour) })
+	c := s.Create(t, "org-1")
+	expectStatus(t, g, c.AccessToken, 200, "")
+
+	s.Stop()
+	eventually(t, within, "stream noticed the stop", func() bool { return !g.source.connected.Load() })
+	disableInStore(t, dir, c.Connection.ID)
+	expectStatus(t, g, c.AccessToken, 200, "") // still the cached status: nothing told the gateway yet
+
+	controltest.Start(t, controltest.Options{Dir: dir, Addr: addr, AdminKey: s.AdminKey, GatewayKey: s.GatewayKey})
+	waitConnected(t, g)
+	expectStatus(t, g, c.AccessToken, 401, "connection_disabled")
+}
+
+// disableInStore changes a connection behind the control endpoint's back, as
+// another control instance sharing the store would.
+func disableInStore(t *testing.T, dir, id string) {
+	t.Helper()
+	st, err := boltstore.Open(filepath.Join(dir, "conngate.db"), boltstore.Options{ChangeLogSize: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	for _, a := range []store.Action{store.ActionDisable, store.ActionEnable, store.ActionDisable} {
+		if _, _, err := st.Apply(context.Background(), id, a); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// When the control endpoint can no longer replay from the gateway's revision
+// it sends reset, and the gateway drops its whole cache.
+func TestResetClearsTheCache(t *testing.T) {
+	dir := t.TempDir()
+	s := controltest.Start(t, controltest.Options{Dir: dir, ChangeLogSize: 2})
+	addr := strings.TrimPrefix(s.URL, "http://")
+	g := newGate(t, s, func(g *Gate) { g.DisconnectedTTL = caddy.Duration(time.Hour) })
+	c := s.Create(t, "org-1")
+	expectStatus(t, g, c.AccessToken, 200, "")
+
+	s.Stop()
+	eventually(t, within, "stream noticed the stop", func() bool { return !g.source.connected.Load() })
+	disableInStore(t, dir, c.Connection.ID) // three changes: more than the log keeps
+
+	controltest.Start(t, controltest.Options{Dir: dir, Addr: addr, ChangeLogSize: 2, AdminKey: s.AdminKey, GatewayKey: s.GatewayKey})
+	waitConnected(t, g)
+	if _, ok := g.source.cache.Get(c.Connection.ID); ok {
+		t.Fatal("reset left the cached status in place")
+	}
+	expectStatus(t, g, c.AccessToken, 401, "connection_disabled")
+}
+
+// A reload provisions the new gate before cleaning up the old one: both must
+// share one cache and one stream, and the stream must survive the cleanup.
+func TestReloadKeepsCacheAndStream(t *testing.T) {
+	s := controltest.Start(t, controltest.Options{})
+	p := newControlProxy(t, s.URL)
+	tweak := func(g *Gate) { g.ControlURL = p.URL; g.GatewayID = "reloaded" }
+	old := newGate(t, s, tweak)
+	c := s.Create(t, "org-1")
+	expectStatus(t, old, c.AccessToken, 200, "")
+	lookups := p.lookups.Load()
+
+	fresh := newGate(t, s, tweak)
+	if old.source != fresh.source {
+		t.Fatal("the reloaded gate has a source of its own")
+	}
+	old.Cleanup()
+	expectStatus(t, fresh, c.AccessToken, 200, "")
+	if n := p.lookups.Load(); n != lookups {
+		t.Errorf("the reloaded gate looked the status up again (%d lookups, want %d)", n, lookups)
+	}
+	var list struct {
+		Gateways []struct {
+			ID      string `json:"id"`
+			Streams int    `json:"streams"`
+		} `json:"gateways"`
+	}
+	s.Do(t, s.AdminKey, "GET", "/v1/gateways", nil, &list)
+	if len(list.Gateways) != 1 || list.Gateways[0].Streams != 1 {
+		t.Fatalf("streams at the control endpoint after reload: %+v", list.Gateways)
+	}
+	s.Act(t, c.Connection.ID, store.ActionDisable)
+	eventuallyStatus(t, fresh, c.AccessToken, 401)
+}
+
+// Concurrent misses for one connection make one lookup.
+func TestLookupsAreCoalesced(t *testing.T) {
+	s := controltest.Start(t, controltest.Options{})
+	p := newControlProxy(t, s.URL)
+	p.lookupDelay.Store(int64(100 * time.Millisecond))
+	c := s.Create(t, "org-1") // before the gate: no event brings it into the cache
+	g := newGate(t, s, func(g *Gate) { g.ControlURL = p.URL })
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if res := send(t, g, bearer(c.AccessToken)); res.status != 200 {
+				t.Errorf("status %d", res.status)
+			}
+		}()
+	}
+	wg.Wait()
+	if n := p.lookups.Load(); n != 1 {
+		t.Errorf("%d lookups for 50 concurrent misses, want 1", n)
+	}
+}
+
+// A lookup answered before a change but finishing after the change's event
+// must not put the older status back.
+func TestSlowLookupDoesNotUndoAChange(t *testing.T) {
+	s := controltest.Start(t, controltest.Options{})
+	p := newControlProxy(t, s.URL)
+	c := s.Create(t, "org-1") // before the gate: no event brings it into the cache
+	g := newGate(t, s, func(g *Gate) { g.ControlURL = p.URL })
+	p.lookupDelay.Store(int64(400 * time.Millisecond))
+
+	first := make(chan int)
+	go func() { first <- send(t, g, bearer(c.AccessToken)).status }()
+	eventually(t, within, "the lookup reached the control endpoint", func() bool { return p.lookups.Load() == 1 })
+	time.Sleep(50 * time.Millisecond) // it has read "active" and is being held
+	d := s.Act(t, c.Connection.ID, store.ActionDisable)
+	eventually(t, within, "the gateway applied the change", func() bool { return g.source.applied.Load() >= d.Revision })
+	<-first // answered by the held lookup, which began before the change
+	expectStatus(t, g, c.AccessToken, 401, "connection_disabled")
+	if n := p.lookups.Load(); n != 1 {
+		t.Errorf("%d lookups, want the one held", n)
+	}
+}
+
+// While the stream is down: cached statuses are served for disconnected_ttl,
+// then looked up again; with the control endpoint unreachable they are served
+// for stale_if_error more, then 503. Never a 200 without a status.
+func TestControlDown(t *testing.T) {
+	s := controltest.Start(t, controltest.Options{})
+	uncached := s.Create(t, "org-1") // before the gate: no event brings it into the cache
+	g := newGate(t, s, func(g *Gate) {
+		g.DisconnectedTTL = caddy.Duration(300 * time.Millisecond)
+		g.StaleIfError = caddy.Duration(700 * time.Millisecond)
+		g.ControlTimeout = caddy.Duration(200 * time.Millisecond)
+	})
+	cached := s.Create(t, "org-1")
+	expectStatus(t, g, cached.AccessToken, 200, "")
+
+	s.Stop()
+	eventually(t, within, "stream noticed the stop", func() bool { return !g.source.connected.Load() })
+	down := time.Now()
+	expectStatus(t, g, cached.AccessToken, 200, "")
+	res := send(t, g, bearer(uncached.AccessToken))
+	if res.status != 503 || res.upstream != nil || res.body.Reason != "status_unavailable" || res.header.Get("Retry-After") == "" {
+		t.Fatalf("uncached with control down: %d %+v Retry-After=%q", res.status, res.body, res.header.Get("Retry-After"))
+	}
+	time.Sleep(time.Until(down.Add(500 * time.Millisecond)))
+	expectStatus(t, g, cached.AccessToken, 200, "") // stale, within stale_if_error
+	time.Sleep(time.Until(down.Add(1200 * time.Millisecond)))
+	expectStatus(t, g, cached.AccessToken, 503, "status_unavailable")
+}
+
+// Each control endpoint has a source of its own.
+func TestOneSourcePerControlEndpoint(t *testing.T) {
+	s := controltest.Start(t, controltest.Options{})
+	g := newGate(t, s, nil)
+	if g.source.gatewayID == "" || !strings.Contains(g.sourceKey, s.URL) {
+		t.Fatalf("source key %q", g.sourceKey)
+	}
+	other := controltest.Start(t, controltest.Options{})
+	h := newGate(t, other, nil)
+	if g.source == h.source {
+		t.Fatal("two control endpoints share a source")
+	}
+}
