@@ -37,7 +37,7 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -76,7 +76,7 @@ func runCaddy(t *testing.T, dir string, env []string, args ...string) (string, e
 
 // startCaddy runs `caddy run` on the Caddyfile in dir and waits until ready
 // answers 200. The process is stopped when the test ends.
-func startCaddy(t *testing.T, dir string, env []string, ready string) *caddyProcess {
+func startCaddy(t testing.TB, dir string, env []string, ready string) *caddyProcess {
 	t.Helper()
 	p := &caddyProcess{log: new(bytes.Buffer)}
 	p.cmd = exec.Command(caddyBin, "run", "--config", "Caddyfile", "--adapter", "caddyfile")

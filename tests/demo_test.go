@@ -93,8 +93,20 @@ func newDemo(t *testing.T) *demo {
 	return d
 }
 
+// start runs the demo and waits until its gateway has subscribed to the
+// change stream (it retries within a fraction of a second after start-up,
+// where the control endpoint in the same Caddy is not listening yet).
 func (d *demo) start(t *testing.T) {
 	d.proc = startCaddy(t, d.dir, d.env, d.control+"/.well-known/jwks.json")
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		_, gws := d.api(t, "GET", "/v1/gateways", "")
+		if list, _ := gws["gateways"].([]any); len(list) == 1 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the gateway did not subscribe: %v", gws)
+		}
+	}
 }
 
 // api calls the control endpoint with the admin key.
@@ -200,6 +212,39 @@ func TestDemoWalkthrough(t *testing.T) {
 	if seen := d.upstream.requests(); len(seen) != 2 {
 		t.Fatalf("upstream saw %d requests, want exactly the 2 made while active: %v", len(seen), seen)
 	}
+
+	// The decisions and the stream show in Caddy's metrics.
+	resp, err := http.Get(d.admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`conngate_gate_decisions_total{reason="connection_active",result="allowed"} 2`,
+		`conngate_gate_decisions_total{reason="connection_disabled",result="denied"} 1`,
+		`conngate_gate_decisions_total{reason="connection_deleted",result="denied"} 2`,
+		`conngate_gate_decisions_total{reason="token_invalid",result="denied"} 1`,
+		`conngate_stream_connected{control_url="` + d.control + `",gateway_id=`,
+		`conngate_revocation_lag_seconds_count 4`,
+	} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	if t.Failed() {
+		t.Logf("metrics:\n%s", grepLines(string(metrics), "conngate_"))
+	}
+}
+
+func grepLines(text, substr string) string {
+	var out []string
+	for _, line := range strings.Split(text, "\n") {
+		if strings.Contains(line, substr) {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 // Connections, their statuses and the generated signing key survive a
