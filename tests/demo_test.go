@@ -110,7 +110,7 @@ func (d *demo) start(t *testing.T) {
 }
 
 // api calls the control endpoint with the admin key.
-func (d *demo) api(t *testing.T, method, path, body string) (int, map[string]any) {
+func (d *demo) api(t testing.TB, method, path, body string) (int, map[string]any) {
 	t.Helper()
 	req, _ := http.NewRequest(method, d.control+path, strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+d.adminKey)
@@ -125,7 +125,7 @@ func (d *demo) call(t *testing.T, token string) (int, map[string]any) {
 	return do(t, req)
 }
 
-func do(t *testing.T, req *http.Request) (int, map[string]any) {
+func do(t testing.TB, req *http.Request) (int, map[string]any) {
 	t.Helper()
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

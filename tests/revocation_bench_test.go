@@ -1,0 +1,175 @@
+package tests
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/conngate/conngate/caddymodule/control/controltest"
+)
+
+// BenchmarkRevocationLatency measures how long a disable takes to reach
+// every gateway: 1 control and 3 gateway processes of the real binary on
+// loopback, one client per gateway sending requests with the connection's
+// token, 200 connections disabled one by one. For each disable and gateway
+// it takes the time from the disable's 200 to the first 401 the client sees.
+//
+//	go test ./tests -run '^$' -bench RevocationLatency -benchtime 1x
+func BenchmarkRevocationLatency(b *testing.B) {
+	const gateways, connections = 3, 200
+	dir := b.TempDir()
+	adminKey, gatewayKey := controltest.RandomKey(), controltest.RandomKey()
+	env := isolatedEnv(dir, "CONNGATE_ADMIN_KEY="+adminKey, "CONNGATE_GATEWAY_KEY="+gatewayKey)
+
+	controlPort := freePort(b)
+	control := fmt.Sprintf("http://127.0.0.1:%d", controlPort)
+	writeSite(b, filepath.Join(dir, "control"), fmt.Sprintf(`{
+	admin off
+}
+:%d {
+	bind 127.0.0.1
+	connection_control {
+		store bolt %s
+		api_key admin {env.CONNGATE_ADMIN_KEY}
+		api_key gateway {env.CONNGATE_GATEWAY_KEY}
+	}
+}
+`, controlPort, filepath.Join(dir, "conngate.db")))
+	startCaddy(b, filepath.Join(dir, "control"), env, control+"/.well-known/jwks.json")
+
+	var gws []string
+	for i := range gateways {
+		port := freePort(b)
+		gws = append(gws, fmt.Sprintf("http://127.0.0.1:%d", port))
+		site := filepath.Join(dir, fmt.Sprintf("gateway-%d", i))
+		writeSite(b, site, fmt.Sprintf(`{
+	admin off
+}
+:%d {
+	bind 127.0.0.1
+	connection_gate {
+		control_url %s
+		control_key {env.CONNGATE_GATEWAY_KEY}
+		gateway_id gw-%d
+	}
+	respond "ok" 200
+}
+`, port, control, i))
+		startCaddy(b, site, env, control+"/.well-known/jwks.json")
+	}
+	api := &demo{control: control, adminKey: adminKey}
+	waitGateways(b, api, gateways)
+
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
+	var lat [gateways][]time.Duration
+	early := 0
+	for range connections {
+		_, created := api.api(b, "POST", "/v1/connections", `{"name":"bench","org_id":"org-1","user_id":"u"}`)
+		token := created["access_token"].(string)
+		id := created["connection"].(map[string]any)["id"].(string)
+
+		// One client per gateway, sending requests with the token until it
+		// sees a 401; each notes when it saw the first one.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		first := make([]time.Time, gateways)
+		var ready, done sync.WaitGroup
+		for g := range gateways {
+			ready.Add(1)
+			done.Add(1)
+			go func() {
+				defer done.Done()
+				warm := false
+				for ctx.Err() == nil {
+					code := get(ctx, client, gws[g], token)
+					if code == 200 && !warm {
+						warm = true
+						ready.Done()
+					}
+					if code == 401 {
+						first[g] = time.Now()
+						if !warm {
+							ready.Done()
+						}
+						return
+					}
+				}
+			}()
+		}
+		ready.Wait()
+		code, _ := api.api(b, "POST", "/v1/connections/"+id+"/disable", "")
+		acked := time.Now()
+		if code != 200 {
+			b.Fatalf("disable: %d", code)
+		}
+		done.Wait()
+		cancel()
+		for g := range gateways {
+			if first[g].IsZero() {
+				b.Fatalf("gateway %d never refused the token", g)
+			}
+			d := first[g].Sub(acked)
+			if d < 0 { // the 401 came before the client read the disable's 200
+				early++
+				d = 0
+			}
+			lat[g] = append(lat[g], d)
+		}
+	}
+
+	var all []time.Duration
+	report := func(name string, ds []time.Duration) {
+		s := slices.Clone(ds)
+		slices.Sort(s)
+		p := func(q float64) time.Duration { return s[min(len(s)-1, int(q*float64(len(s))))] }
+		fmt.Printf("%-10s n=%d  p50=%-10s p99=%-10s max=%s\n", name, len(s), p(0.50), p(0.99), s[len(s)-1])
+	}
+	for g := range gateways {
+		report(fmt.Sprintf("gateway %d", g), lat[g])
+		all = append(all, lat[g]...)
+	}
+	report("all", all)
+	fmt.Printf("(%d of %d first-401s arrived before the client had read the disable's 200; counted as 0)\n", early, len(all))
+	slices.Sort(all)
+	b.ReportMetric(float64(all[len(all)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(all[min(len(all)-1, len(all)*99/100)].Microseconds())/1000, "p99-ms")
+	b.ReportMetric(float64(all[len(all)-1].Microseconds())/1000, "max-ms")
+}
+
+func writeSite(b testing.TB, dir, caddyfile string) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		b.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "Caddyfile"), []byte(caddyfile), 0o600); err != nil {
+		b.Fatal(err)
+	}
+}
+
+func waitGateways(t testing.TB, d *demo, n int) {
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		_, gws := d.api(t, "GET", "/v1/gateways", "")
+		if list, _ := gws["gateways"].([]any); len(list) == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("gateways did not subscribe: %v", gws)
+		}
+	}
+}
+
+func get(ctx context.Context, c *http.Client, base, token string) int {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/data", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
