@@ -172,4 +172,3 @@ func get(ctx context.Context, c *http.Client, base, token string) int {
 	resp.Body.Close()
 	return resp.StatusCode
 }
-
