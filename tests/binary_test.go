@@ -86,7 +86,9 @@ func startCaddy(t testing.TB, dir string, env []string, ready string) *caddyProc
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		p.stop()
+		if !p.stop() {
+			t.Error("caddy did not exit within 10s of SIGTERM (open change streams must not hold up shutdown)")
+		}
 		if t.Failed() {
 			t.Logf("caddy log:\n%s", p.log)
 		}
@@ -107,17 +109,21 @@ func startCaddy(t testing.TB, dir string, env []string, ready string) *caddyProc
 	}
 }
 
-func (p *caddyProcess) stop() {
+// stop sends SIGTERM and waits; it kills the process after 10 s and then
+// reports false.
+func (p *caddyProcess) stop() (graceful bool) {
 	if p.cmd.ProcessState != nil {
-		return
+		return true
 	}
 	p.cmd.Process.Signal(syscall.SIGTERM)
 	done := make(chan struct{})
 	go func() { p.cmd.Wait(); close(done) }()
 	select {
 	case <-done:
+		return true
 	case <-time.After(10 * time.Second):
 		p.cmd.Process.Kill()
 		<-done
+		return false
 	}
 }

@@ -259,7 +259,9 @@ func TestRestartAndReload(t *testing.T) {
 	otherID := other["connection"].(map[string]any)["id"].(string)
 	d.api(t, "POST", "/v1/connections/"+otherID+"/disable", "")
 
-	d.proc.stop()
+	if !d.proc.stop() {
+		t.Fatal("caddy did not exit within 10s of SIGTERM")
+	}
 	d.start(t)
 	if code, body := d.call(t, token); code != 200 {
 		t.Fatalf("token issued before the restart: %d %v", code, body)

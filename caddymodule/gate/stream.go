@@ -37,6 +37,7 @@ func (s *statusSource) subscribe(ctx context.Context) {
 	defer close(s.stopped)
 	backoff := minBackoff
 	resumable := false // true once a sync gave a revision to resume from
+	everConnected := false
 	for {
 		began := time.Now()
 		err := s.streamOnce(ctx, &resumable)
@@ -48,8 +49,15 @@ func (s *statusSource) subscribe(ctx context.Context) {
 			backoff = minBackoff
 		}
 		wait := backoff/2 + rand.N(backoff/2+1)
-		s.logger.Warn("change stream down; cached statuses now expire after disconnected_ttl",
-			zap.Error(err), zap.Duration("reconnect_in", wait), zap.Uint64("applied_revision", s.applied.Load()))
+		everConnected = everConnected || resumable
+		if everConnected {
+			s.logger.Warn("change stream down; cached statuses now expire after disconnected_ttl",
+				zap.Error(err), zap.Duration("reconnect_in", wait), zap.Uint64("applied_revision", s.applied.Load()))
+		} else {
+			// Expected at start-up when the control endpoint is served by
+			// this same Caddy and is not listening yet.
+			s.logger.Info("change stream not connected yet; retrying", zap.Error(err), zap.Duration("reconnect_in", wait))
+		}
 		select {
 		case <-time.After(wait):
 		case <-ctx.Done():
