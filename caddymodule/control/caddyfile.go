@@ -1,11 +1,12 @@
 package control
 
 import (
-	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/conngate/conngate/caddymodule/internal/cfgargs"
 )
 
 func init() {
@@ -64,46 +65,28 @@ func (c *Control) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			c.APIKeys = append(c.APIKeys, k)
 		case "signing_key":
-			if err := singleArg(d, &c.SigningKeyFile); err != nil {
+			if err := cfgargs.One(d, &c.SigningKeyFile); err != nil {
 				return err
 			}
 		case "issuer":
-			if err := singleArg(d, &c.Issuer); err != nil {
+			if err := cfgargs.One(d, &c.Issuer); err != nil {
 				return err
 			}
 		case "audience":
-			if err := singleArg(d, &c.Audience); err != nil {
+			if err := cfgargs.One(d, &c.Audience); err != nil {
 				return err
 			}
-		case "token_lifetime", "heartbeat_interval":
-			name := d.Val()
-			var s string
-			if err := singleArg(d, &s); err != nil {
+		case "token_lifetime":
+			if err := cfgargs.Duration(d, "token_lifetime", &c.TokenLifetime); err != nil {
 				return err
 			}
-			dur, err := caddy.ParseDuration(s)
-			if err != nil || dur <= 0 {
-				return d.Errf("%s %q: want a positive duration such as 15s", name, s)
-			}
-			if name == "token_lifetime" {
-				c.TokenLifetime = caddy.Duration(dur)
-			} else {
-				c.HeartbeatInterval = caddy.Duration(dur)
+		case "heartbeat_interval":
+			if err := cfgargs.Duration(d, "heartbeat_interval", &c.HeartbeatInterval); err != nil {
+				return err
 			}
 		default:
 			return d.Errf("unrecognized subdirective %q", d.Val())
 		}
-	}
-	return nil
-}
-
-func singleArg(d *caddyfile.Dispenser, into *string) error {
-	if !d.NextArg() {
-		return d.ArgErr()
-	}
-	*into = d.Val()
-	if d.NextArg() {
-		return d.ArgErr()
 	}
 	return nil
 }

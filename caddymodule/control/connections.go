@@ -92,29 +92,30 @@ func (c *Control) listConnections(w http.ResponseWriter, r *http.Request) {
 }
 
 func (c *Control) getConnection(w http.ResponseWriter, r *http.Request) {
-	id, ok := pathID(w, r)
-	if !ok {
-		return
+	if conn, ok := c.loadConnection(w, r); ok {
+		writeJSON(w, http.StatusOK, connectionBody{conn})
 	}
-	conn, err := c.store.Get(r.Context(), id)
-	if err != nil {
-		c.writeStoreError(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, connectionBody{conn})
 }
 
 func (c *Control) getStatus(w http.ResponseWriter, r *http.Request) {
+	if conn, ok := c.loadConnection(w, r); ok {
+		writeJSON(w, http.StatusOK, statusBody{ID: conn.ID, Status: conn.Status, Revision: conn.Revision})
+	}
+}
+
+// loadConnection reads the connection named in the path, or answers the
+// error and returns false.
+func (c *Control) loadConnection(w http.ResponseWriter, r *http.Request) (store.Connection, bool) {
 	id, ok := pathID(w, r)
 	if !ok {
-		return
+		return store.Connection{}, false
 	}
 	conn, err := c.store.Get(r.Context(), id)
 	if err != nil {
 		c.writeStoreError(w, r, err)
-		return
+		return store.Connection{}, false
 	}
-	writeJSON(w, http.StatusOK, statusBody{ID: conn.ID, Status: conn.Status, Revision: conn.Revision})
+	return conn, true
 }
 
 func (c *Control) disableConnection(w http.ResponseWriter, r *http.Request) {

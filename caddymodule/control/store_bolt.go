@@ -3,11 +3,11 @@ package control
 import (
 	"fmt"
 	"path/filepath"
-	"strconv"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
+	"github.com/conngate/conngate/caddymodule/internal/cfgargs"
 	"github.com/conngate/conngate/store"
 	"github.com/conngate/conngate/store/boltstore"
 )
@@ -97,26 +97,14 @@ func (b *BoltStore) Cleanup() error {
 //	}
 func (b *BoltStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // "bolt"
-	if !d.NextArg() {
-		return d.ArgErr()
-	}
-	b.Path = d.Val()
-	if d.NextArg() {
-		return d.ArgErr()
+	if err := cfgargs.One(d, &b.Path); err != nil {
+		return err
 	}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		switch d.Val() {
 		case "change_log_size":
-			if !d.NextArg() {
-				return d.ArgErr()
-			}
-			n, err := strconv.Atoi(d.Val())
-			if err != nil || n < 1 {
-				return d.Errf("change_log_size %q: want a positive number of changes", d.Val())
-			}
-			b.ChangeLogSize = n
-			if d.NextArg() {
-				return d.ArgErr()
+			if err := cfgargs.PositiveInt(d, "change_log_size", &b.ChangeLogSize); err != nil {
+				return err
 			}
 		default:
 			return d.Errf("unrecognized subdirective %q", d.Val())

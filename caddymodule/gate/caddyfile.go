@@ -1,12 +1,12 @@
 package gate
 
 import (
-	"strconv"
-
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/conngate/conngate/caddymodule/internal/cfgargs"
 )
 
 func init() {
@@ -61,86 +61,54 @@ func (g *Gate) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	for d.NextBlock(0) {
 		switch name := d.Val(); name {
 		case "control_url":
-			if err := oneArg(d, &g.ControlURL); err != nil {
+			if err := cfgargs.One(d, &g.ControlURL); err != nil {
 				return err
 			}
 		case "control_key":
-			if err := oneArg(d, &g.ControlKey); err != nil {
+			if err := cfgargs.One(d, &g.ControlKey); err != nil {
 				return err
 			}
 		case "jwks_url":
 			var u string
-			if err := oneArg(d, &u); err != nil {
+			if err := cfgargs.One(d, &u); err != nil {
 				return err
 			}
 			g.JWKSURLs = append(g.JWKSURLs, u)
 		case "issuer":
-			if err := someArgs(d, &g.Issuers); err != nil {
+			if err := cfgargs.Some(d, &g.Issuers); err != nil {
 				return err
 			}
 		case "audience":
-			if err := someArgs(d, &g.Audiences); err != nil {
+			if err := cfgargs.Some(d, &g.Audiences); err != nil {
 				return err
 			}
 		case "algorithms":
-			if err := someArgs(d, &g.Algorithms); err != nil {
+			if err := cfgargs.Some(d, &g.Algorithms); err != nil {
 				return err
 			}
 		case "connection_claim":
-			if err := oneArg(d, &g.ConnectionClaim); err != nil {
+			if err := cfgargs.One(d, &g.ConnectionClaim); err != nil {
 				return err
 			}
 		case "realm":
-			if err := oneArg(d, &g.Realm); err != nil {
+			if err := cfgargs.One(d, &g.Realm); err != nil {
 				return err
 			}
 		case "gateway_id":
-			if err := oneArg(d, &g.GatewayID); err != nil {
+			if err := cfgargs.One(d, &g.GatewayID); err != nil {
 				return err
 			}
 		case "leeway", "ttl", "control_timeout", "disconnected_ttl", "stale_if_error", "stream_idle_timeout":
-			var s string
-			if err := oneArg(d, &s); err != nil {
+			if err := cfgargs.Duration(d, name, durations[name]); err != nil {
 				return err
 			}
-			dur, err := caddy.ParseDuration(s)
-			if err != nil || dur <= 0 {
-				return d.Errf("%s %q: want a positive duration such as 30s", name, s)
-			}
-			*durations[name] = caddy.Duration(dur)
 		case "cache_size":
-			var s string
-			if err := oneArg(d, &s); err != nil {
+			if err := cfgargs.PositiveInt(d, name, &g.CacheSize); err != nil {
 				return err
 			}
-			n, err := strconv.Atoi(s)
-			if err != nil || n < 1 {
-				return d.Errf("cache_size %q: want a positive number of entries", s)
-			}
-			g.CacheSize = n
 		default:
 			return d.Errf("unrecognized subdirective %q", name)
 		}
 	}
-	return nil
-}
-
-func oneArg(d *caddyfile.Dispenser, into *string) error {
-	if !d.NextArg() {
-		return d.ArgErr()
-	}
-	*into = d.Val()
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	return nil
-}
-
-func someArgs(d *caddyfile.Dispenser, into *[]string) error {
-	args := d.RemainingArgs()
-	if len(args) == 0 {
-		return d.ArgErr()
-	}
-	*into = append(*into, args...)
 	return nil
 }
