@@ -5,6 +5,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/dustin/go-humanize"
 
 	"github.com/conngate/conngate/caddymodule/internal/cfgargs"
 )
@@ -29,11 +30,19 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		control_key <key>
 //		control_timeout <duration>
 //		jwks_url <url>
+//		jwks_refresh_interval <duration>
+//		public_key <pem file>
+//		hmac_secret <secret>
 //		issuer <iss>...
 //		audience <aud>...
 //		algorithms <alg>...
 //		leeway <duration>
+//		require <claim>...
+//		max_token_age <duration>
 //		connection_claim <name>
+//		forward_claim <claim> <header>
+//		strip_authorization
+//		token_cache_size <size>
 //		realm <name>
 //		gateway_id <id>
 //		cache_size <entries>
@@ -43,20 +52,23 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		stream_idle_timeout <duration>
 //	}
 //
-// jwks_url may be repeated; issuer, audience and algorithms take one or more
-// values and may be repeated.
+// jwks_url, public_key, hmac_secret and forward_claim may be repeated;
+// issuer, audience, algorithms and require take one or more values and may
+// be repeated.
 func (g *Gate) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
 	if d.NextArg() {
 		return d.ArgErr()
 	}
 	durations := map[string]*caddy.Duration{
-		"leeway":              &g.Leeway,
-		"ttl":                 &g.TTL,
-		"control_timeout":     &g.ControlTimeout,
-		"disconnected_ttl":    &g.DisconnectedTTL,
-		"stale_if_error":      &g.StaleIfError,
-		"stream_idle_timeout": &g.StreamIdleTimeout,
+		"leeway":                &g.Leeway,
+		"ttl":                   &g.TTL,
+		"control_timeout":       &g.ControlTimeout,
+		"disconnected_ttl":      &g.DisconnectedTTL,
+		"stale_if_error":        &g.StaleIfError,
+		"stream_idle_timeout":   &g.StreamIdleTimeout,
+		"jwks_refresh_interval": &g.JWKSRefreshInterval,
+		"max_token_age":         &g.MaxTokenAge,
 	}
 	for d.NextBlock(0) {
 		switch name := d.Val(); name {
@@ -98,7 +110,44 @@ func (g *Gate) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err := cfgargs.One(d, &g.GatewayID); err != nil {
 				return err
 			}
-		case "leeway", "ttl", "control_timeout", "disconnected_ttl", "stale_if_error", "stream_idle_timeout":
+		case "public_key":
+			var path string
+			if err := cfgargs.One(d, &path); err != nil {
+				return err
+			}
+			g.PublicKeyFiles = append(g.PublicKeyFiles, path)
+		case "hmac_secret":
+			var secret string
+			if err := cfgargs.One(d, &secret); err != nil {
+				return err
+			}
+			g.HMACSecrets = append(g.HMACSecrets, secret)
+		case "require":
+			if err := cfgargs.Some(d, &g.Require); err != nil {
+				return err
+			}
+		case "forward_claim":
+			var fc ForwardClaim
+			if !d.Args(&fc.Claim, &fc.Header) || d.NextArg() {
+				return d.ArgErr()
+			}
+			g.ForwardClaims = append(g.ForwardClaims, fc)
+		case "strip_authorization":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			g.StripAuthorization = true
+		case "token_cache_size":
+			var s string
+			if err := cfgargs.One(d, &s); err != nil {
+				return err
+			}
+			n, err := humanize.ParseBytes(s)
+			if err != nil || n < 1<<20 || n > 1<<40 {
+				return d.Errf("token_cache_size %q: want a size such as 64MiB (at least 1MiB)", s)
+			}
+			g.TokenCacheBytes = int64(n)
+		case "leeway", "ttl", "control_timeout", "disconnected_ttl", "stale_if_error", "stream_idle_timeout", "jwks_refresh_interval", "max_token_age":
 			if err := cfgargs.Duration(d, name, durations[name]); err != nil {
 				return err
 			}

@@ -58,6 +58,10 @@ func tokenInvalid(err error) *denial {
 	switch {
 	case errors.As(err, &claimErr):
 		desc = claimErr.description
+	case errors.Is(err, errCrit):
+		desc = "critical header not understood"
+	case errors.Is(err, errNoKey):
+		desc = "no key to verify the token"
 	case errors.Is(err, jwt.ErrTokenMalformed):
 		desc = "token malformed"
 	case errors.Is(err, jwt.ErrTokenUnverifiable):

@@ -30,8 +30,20 @@ func init() {
 // Gate lets a request through only when its token's connection is active.
 type Gate struct {
 	// URLs of JSON Web Key Sets that hold the token verification keys.
-	// Default: the control endpoint's /.well-known/jwks.json.
+	// Default, when no other key source is given: the control endpoint's
+	// /.well-known/jwks.json.
 	JWKSURLs []string `json:"jwks_urls,omitempty"`
+
+	// How often the key sets are fetched again. Default: 5m.
+	JWKSRefreshInterval caddy.Duration `json:"jwks_refresh_interval,omitempty"`
+
+	// PEM files with public keys (RSA of 2048 bits or more, ECDSA P-256,
+	// P-384 or P-521, Ed25519) that verify tokens.
+	PublicKeyFiles []string `json:"public_key_files,omitempty"`
+
+	// HMAC secrets (HS256/384/512), at least 32 bytes each; usually
+	// placeholders such as {env.JWT_SECRET}.
+	HMACSecrets []string `json:"hmac_secrets,omitempty"`
 
 	// Accepted "iss" values; empty accepts any issuer.
 	Issuers []string `json:"issuers,omitempty"`
@@ -46,8 +58,25 @@ type Gate struct {
 	// Accepted signature algorithms (JWS "alg" names). Default: EdDSA.
 	Algorithms []string `json:"algorithms,omitempty"`
 
-	// Claim that holds the connection id. Default: "cid".
+	// Claims a token must carry, whatever their value.
+	Require []string `json:"require,omitempty"`
+
+	// Maximum age of a token, counted from its iat. Default: none.
+	MaxTokenAge caddy.Duration `json:"max_token_age,omitempty"`
+
+	// Claim that holds the connection id: a claim of that name or, if
+	// there is none, a dotted path into nested objects ("ext.connection").
+	// Default: "cid".
 	ConnectionClaim string `json:"connection_claim,omitempty"`
+
+	// Claims copied into request headers for the upstream.
+	ForwardClaims []ForwardClaim `json:"forward_claims,omitempty"`
+
+	// Remove the Authorization header before the request goes upstream.
+	StripAuthorization bool `json:"strip_authorization,omitempty"`
+
+	// Memory for verified tokens, in bytes. Default: 64 MiB.
+	TokenCacheBytes int64 `json:"token_cache_bytes,omitempty"`
 
 	// Realm named in WWW-Authenticate challenges. Default: "conngate".
 	Realm string `json:"realm,omitempty"`
@@ -93,6 +122,7 @@ type Gate struct {
 	StreamIdleTimeout caddy.Duration `json:"stream_idle_timeout,omitempty"`
 
 	tokens    *tokenVerifier
+	jwksStop  context.CancelFunc
 	source    *statusSource
 	sourceKey string
 	policy    freshnessPolicy
@@ -100,8 +130,16 @@ type Gate struct {
 	logger    *zap.Logger
 }
 
+// ForwardClaim copies a claim into a request header for the upstream.
+type ForwardClaim struct {
+	Claim  string `json:"claim"`
+	Header string `json:"header"`
+}
+
 // Defaults.
 const (
+	DefaultJWKSRefresh     = 5 * time.Minute
+	DefaultTokenCacheBytes = 64 << 20
 	DefaultLeeway          = 30 * time.Second
 	DefaultConnectionClaim = "cid"
 	DefaultRealm           = "conngate"
@@ -127,8 +165,14 @@ func (g *Gate) Provision(ctx caddy.Context) error {
 	g.logger = ctx.Logger()
 	repl := caddy.NewReplacer()
 	g.ControlURL = strings.TrimRight(repl.ReplaceKnown(g.ControlURL, ""), "/")
-	if len(g.JWKSURLs) == 0 && g.ControlURL != "" {
+	if len(g.JWKSURLs) == 0 && len(g.PublicKeyFiles) == 0 && len(g.HMACSecrets) == 0 && g.ControlURL != "" {
 		g.JWKSURLs = []string{g.ControlURL + "/.well-known/jwks.json"}
+	}
+	if g.JWKSRefreshInterval == 0 {
+		g.JWKSRefreshInterval = caddy.Duration(DefaultJWKSRefresh)
+	}
+	if g.TokenCacheBytes == 0 {
+		g.TokenCacheBytes = DefaultTokenCacheBytes
 	}
 	if g.Leeway == 0 {
 		g.Leeway = caddy.Duration(DefaultLeeway)
@@ -172,17 +216,29 @@ func (g *Gate) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("registering metrics: %w", err)
 	}
 
-	var err error
-	g.tokens, err = newTokenVerifier(ctx, g.logger, verifierConfig{
-		jwksURLs:   g.JWKSURLs,
+	keys, err := g.loadKeys(repl)
+	if err != nil {
+		return err
+	}
+	g.tokens, err = newTokenVerifier(keys, verifierConfig{
 		issuers:    g.Issuers,
 		audiences:  g.Audiences,
 		leeway:     time.Duration(g.Leeway),
 		algorithms: g.Algorithms,
 		claim:      g.ConnectionClaim,
+		require:    g.Require,
+		maxAge:     time.Duration(g.MaxTokenAge),
+		cacheBytes: g.TokenCacheBytes,
 	})
 	if err != nil {
 		return err
+	}
+	// The key sets are fetched for this config only: a reload fetches anew.
+	jwksCtx, stop := context.WithCancel(ctx)
+	g.jwksStop = stop
+	for _, set := range keys.jwks {
+		set.onChange = g.tokens.keysChanged
+		go set.run(jwksCtx, time.Duration(g.JWKSRefreshInterval))
 	}
 	g.policy = freshnessPolicy{
 		ttl:             time.Duration(g.TTL),
@@ -202,6 +258,33 @@ func (g *Gate) Provision(ctx caddy.Context) error {
 	}
 	g.source.eventTTL.Store(int64(g.TTL))
 	return nil
+}
+
+// loadKeys reads the static keys and sets up the key sets (not yet fetched).
+func (g *Gate) loadKeys(repl *caddy.Replacer) (*keySources, error) {
+	keys := &keySources{}
+	for _, path := range g.PublicKeyFiles {
+		pub, err := readPublicKey(repl.ReplaceKnown(path, ""))
+		if err != nil {
+			return nil, fmt.Errorf("public_key: %w", err)
+		}
+		keys.public = append(keys.public, pub)
+	}
+	for i, secret := range g.HMACSecrets {
+		s := repl.ReplaceKnown(secret, "")
+		if len(s) < minHMACSecret {
+			return nil, fmt.Errorf("hmac_secret %d: %d bytes; want at least %d (if it comes from a placeholder, is the variable set?)", i+1, len(s), minHMACSecret)
+		}
+		keys.hmac = append(keys.hmac, []byte(s))
+	}
+	for _, u := range g.JWKSURLs {
+		set, err := newJWKSSet(u, g.logger, func() {})
+		if err != nil {
+			return nil, err
+		}
+		keys.jwks = append(keys.jwks, set)
+	}
+	return keys, nil
 }
 
 func defaultGatewayID() string {
@@ -229,9 +312,25 @@ func (g *Gate) check(repl *caddy.Replacer) error {
 			return fmt.Errorf("jwks_url %q: want an http:// or https:// URL", u)
 		}
 	}
+	hmacAllowed := false
 	for _, alg := range g.Algorithms {
 		if !slices.Contains(supportedAlgorithms, alg) {
 			return fmt.Errorf("algorithm %q is not supported; choose from %s", alg, strings.Join(supportedAlgorithms, ", "))
+		}
+		hmacAllowed = hmacAllowed || strings.HasPrefix(alg, "HS")
+	}
+	if hmacAllowed && len(g.HMACSecrets) == 0 {
+		return errors.New("algorithms lists an HMAC algorithm but no hmac_secret is given")
+	}
+	if !hmacAllowed && len(g.HMACSecrets) > 0 {
+		return errors.New("hmac_secret is given but algorithms lists no HS256, HS384 or HS512")
+	}
+	if strings.Contains("."+g.ConnectionClaim+".", "..") {
+		return fmt.Errorf("connection_claim %q: empty path segment", g.ConnectionClaim)
+	}
+	for _, fc := range g.ForwardClaims {
+		if fc.Claim == "" || fc.Header == "" || strings.ContainsAny(fc.Header, " :\r\n") {
+			return fmt.Errorf("forward_claim %q %q: want a claim name and a header name", fc.Claim, fc.Header)
 		}
 	}
 	if strings.ContainsAny(g.Realm, "\"\\") || strings.ContainsFunc(g.Realm, func(r rune) bool { return r < ' ' || r == 0x7f }) {
@@ -252,6 +351,12 @@ func (g *Gate) check(repl *caddy.Replacer) error {
 // Cleanup releases this config's use of the shared status source; the last
 // user stops its stream and frees its cache.
 func (g *Gate) Cleanup() error {
+	if g.jwksStop != nil {
+		g.jwksStop()
+	}
+	if g.tokens != nil {
+		g.tokens.close()
+	}
 	if g.sourceKey == "" {
 		return nil
 	}
@@ -266,10 +371,11 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 	if d != nil {
 		return g.deny(w, d, "")
 	}
-	cid, err := g.tokens.connectionID(r.Context(), raw)
+	tok, err := g.tokens.verify(r.Context(), raw)
 	if err != nil {
 		return g.deny(w, tokenInvalid(err), "")
 	}
+	cid := tok.connectionID
 	st, err := g.status(r.Context(), cid)
 	if err != nil {
 		g.logger.Error("connection status unavailable", zap.String("connection_id", cid), zap.Error(err))
@@ -279,16 +385,41 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 		return g.deny(w, denyForStatus(st), cid)
 	}
 
-	// Set, not add: a client must not choose the id the upstream sees.
-	r.Header.Set("X-Connection-Id", cid)
-	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
-		repl.Set("http.auth.connection.id", cid)
-	}
+	g.forward(r, tok)
 	g.metrics.allowed.Inc()
 	if ce := g.logger.Check(zapcore.DebugLevel, "allowed"); ce != nil {
 		ce.Write(zap.String("connection_id", cid))
 	}
 	return next.ServeHTTP(w, r)
+}
+
+// forward passes what the token established to the upstream and to logs.
+func (g *Gate) forward(r *http.Request, tok *verified) {
+	// Set, not add: a client must not choose the values the upstream sees.
+	r.Header.Set("X-Connection-Id", tok.connectionID)
+	for _, fc := range g.ForwardClaims {
+		r.Header.Del(fc.Header)
+		if v, ok := claimText(lookupClaim(tok.claims, fc.Claim)); ok && validHeaderValue(v) {
+			r.Header.Set(fc.Header, v)
+		}
+	}
+	if g.StripAuthorization {
+		r.Header.Del("Authorization")
+	}
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		repl.Set("http.auth.connection.id", tok.connectionID)
+		repl.Map(func(key string) (any, bool) {
+			name, ok := strings.CutPrefix(key, "http.auth.claims.")
+			if !ok {
+				return nil, false
+			}
+			return claimText(lookupClaim(tok.claims, name))
+		})
+	}
+}
+
+func validHeaderValue(v string) bool {
+	return !strings.ContainsFunc(v, func(r rune) bool { return r < ' ' && r != '\t' || r == 0x7f })
 }
 
 // status answers from the cache when it may, and asks the control endpoint

@@ -2,47 +2,47 @@ package gate
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
-	"net/http"
 	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
 	"time"
 
-	"github.com/MicahParks/keyfunc/v3"
-	"github.com/caddyserver/caddy/v2"
+	"github.com/dgraph-io/ristretto/v2"
 	"github.com/golang-jwt/jwt/v5"
-	"go.uber.org/zap"
-	"golang.org/x/time/rate"
 )
 
-// supportedAlgorithms are the asymmetric JWS algorithms a JWKS can verify.
-// "none" and the HMAC family are deliberately absent.
-var supportedAlgorithms = []string{"EdDSA", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"}
-
-// Key set fetching. A request never waits longer than jwksWaitMax for a
-// refresh triggered by an unknown kid; such refreshes happen at most once per
-// unknownKIDInterval, and the whole set is re-fetched every refreshInterval.
-const (
-	jwksFetchTimeout   = 5 * time.Second
-	jwksWaitMax        = time.Second
-	unknownKIDInterval = 10 * time.Second
-	refreshInterval    = 5 * time.Minute
-)
-
+// verifierConfig is what a tokenVerifier checks.
 type verifierConfig struct {
-	jwksURLs   []string
 	issuers    []string
 	audiences  []string
 	leeway     time.Duration
 	algorithms []string
-	claim      string
+	claim      string // name or dotted path of the connection id claim
+	require    []string
+	maxAge     time.Duration
+	cacheBytes int64
 }
 
-// tokenVerifier checks a bearer token and returns its connection id.
+// verified is what a token yields once checked, cached until it expires.
+type verified struct {
+	token        string // compared in full on every hit: ristretto keeps hashes, not keys
+	connectionID string
+	claims       jwt.MapClaims
+	expires      int64  // unix nanoseconds; never after exp (or iat+max_token_age), leeway included
+	generation   uint64 // of the key sets when verified
+}
+
+// tokenVerifier checks bearer tokens: once per token, then from memory until
+// the token expires, is evicted, or the key sets change.
 type tokenVerifier struct {
-	keys    keyfunc.Keyfunc
-	parser  *jwt.Parser
-	issuers []string
-	claim   string
+	keys       *keySources
+	parser     *jwt.Parser
+	cfg        verifierConfig
+	cache      *ristretto.Cache[string, *verified]
+	generation atomic.Uint64
 }
 
 // claimError is a token whose signature is fine but whose claims are not.
@@ -50,29 +50,10 @@ type claimError struct{ description string }
 
 func (e *claimError) Error() string { return e.description }
 
-func newTokenVerifier(ctx caddy.Context, logger *zap.Logger, cfg verifierConfig) (*tokenVerifier, error) {
-	// The first fetch happens here, synchronously. When it fails (for example
-	// because the control endpoint is served by this same Caddy and is not
-	// listening yet) start-up goes on: tokens are refused until a refresh on
-	// the first unknown kid, or the periodic one, gets the keys.
-	keys, err := keyfunc.NewDefaultOverrideCtx(ctx, cfg.jwksURLs, keyfunc.Override{
-		Client:            &http.Client{Timeout: jwksFetchTimeout},
-		HTTPTimeout:       jwksFetchTimeout,
-		RateLimitWaitMax:  jwksWaitMax,
-		RefreshInterval:   refreshInterval,
-		RefreshUnknownKID: rate.NewLimiter(rate.Every(unknownKIDInterval), 1),
-		RefreshErrorHandlerFunc: func(u string) func(context.Context, error) {
-			return func(_ context.Context, err error) {
-				// At start-up this is expected when the control endpoint is
-				// served by this same Caddy and is not listening yet.
-				logger.Warn("fetching JSON Web Key Set failed; tokens signed with keys not fetched yet are refused until a retry succeeds",
-					zap.String("url", u), zap.Error(err))
-			}
-		},
-	})
-	if err != nil {
-		return nil, fmt.Errorf("setting up JWKS: %w", err)
-	}
+// tokenEntryOverhead approximates what an entry costs beside its token.
+const tokenEntryOverhead = 512
+
+func newTokenVerifier(keys *keySources, cfg verifierConfig) (*tokenVerifier, error) {
 	opts := []jwt.ParserOption{
 		jwt.WithValidMethods(cfg.algorithms),
 		jwt.WithLeeway(cfg.leeway),
@@ -82,24 +63,128 @@ func newTokenVerifier(ctx caddy.Context, logger *zap.Logger, cfg verifierConfig)
 	if len(cfg.audiences) > 0 {
 		opts = append(opts, jwt.WithAudience(cfg.audiences...))
 	}
-	return &tokenVerifier{keys: keys, parser: jwt.NewParser(opts...), issuers: cfg.issuers, claim: cfg.claim}, nil
+	cache, err := ristretto.NewCache(&ristretto.Config[string, *verified]{
+		NumCounters:        max(cfg.cacheBytes/800*10, 1000), // about 10x the tokens that fit
+		MaxCost:            cfg.cacheBytes,
+		BufferItems:        64,
+		IgnoreInternalCost: true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating token cache: %w", err)
+	}
+	return &tokenVerifier{keys: keys, parser: jwt.NewParser(opts...), cfg: cfg, cache: cache}, nil
 }
 
-// connectionID verifies raw and returns the connection id it names.
-func (v *tokenVerifier) connectionID(ctx context.Context, raw string) (string, error) {
-	claims := jwt.MapClaims{}
-	if _, err := v.parser.ParseWithClaims(raw, claims, v.keys.KeyfuncCtx(ctx)); err != nil {
-		return "", err
+// keysChanged makes every cached token be verified again on its next use,
+// so that a token whose key was dropped from a set stops working.
+func (v *tokenVerifier) keysChanged() { v.generation.Add(1) }
+
+func (v *tokenVerifier) close() { v.cache.Close() }
+
+// verify checks raw and returns what it yields.
+func (v *tokenVerifier) verify(ctx context.Context, raw string) (*verified, error) {
+	now := time.Now().UnixNano()
+	if e, ok := v.cache.Get(raw); ok && e.token == raw && now < e.expires && e.generation == v.generation.Load() {
+		return e, nil
 	}
-	if len(v.issuers) > 0 {
+	gen := v.generation.Load()
+	claims := jwt.MapClaims{}
+	if _, err := v.parser.ParseWithClaims(raw, claims, v.keys.keyfunc(ctx)); err != nil {
+		return nil, err
+	}
+	e, err := v.checkClaims(raw, claims)
+	if err != nil {
+		return nil, err
+	}
+	e.generation = gen
+	if ttl := time.Duration(e.expires - time.Now().UnixNano()); ttl > 0 {
+		v.cache.SetWithTTL(raw, e, int64(len(raw))+tokenEntryOverhead, ttl)
+	}
+	return e, nil
+}
+
+// checkClaims applies what the JWT library does not: issuer lists, required
+// claims, token age and the connection id.
+func (v *tokenVerifier) checkClaims(raw string, claims jwt.MapClaims) (*verified, error) {
+	if len(v.cfg.issuers) > 0 {
 		iss, _ := claims["iss"].(string)
-		if !slices.Contains(v.issuers, iss) {
-			return "", &claimError{"wrong issuer"}
+		if !slices.Contains(v.cfg.issuers, iss) {
+			return nil, &claimError{"wrong issuer"}
 		}
 	}
-	cid, _ := claims[v.claim].(string)
-	if cid == "" {
-		return "", &claimError{"connection claim missing"}
+	for _, name := range v.cfg.require {
+		if _, ok := claims[name]; !ok {
+			return nil, &claimError{"required claim " + name + " missing"}
+		}
 	}
-	return cid, nil
+	exp, err := claims.GetExpirationTime()
+	if err != nil || exp == nil {
+		return nil, &claimError{"required claim missing"}
+	}
+	expires := exp.Add(v.cfg.leeway)
+	if v.cfg.maxAge > 0 {
+		iat, err := claims.GetIssuedAt()
+		if err != nil || iat == nil {
+			return nil, &claimError{"iat missing; max_token_age needs it"}
+		}
+		oldest := iat.Add(v.cfg.maxAge + v.cfg.leeway)
+		if !time.Now().Before(oldest) {
+			return nil, &claimError{"token too old"}
+		}
+		if oldest.Before(expires) {
+			expires = oldest
+		}
+	}
+	cid, ok := lookupClaim(claims, v.cfg.claim).(string)
+	if !ok || cid == "" {
+		return nil, &claimError{"connection claim missing"}
+	}
+	return &verified{token: raw, connectionID: cid, claims: claims, expires: expires.UnixNano()}, nil
+}
+
+// lookupClaim finds a claim by its name or, when no claim has that name, by
+// a dotted path into nested objects. Trying the whole name first keeps
+// namespaced claims such as "https://example.com/connection_id" usable.
+func lookupClaim(claims map[string]any, name string) any {
+	if v, ok := claims[name]; ok {
+		return v
+	}
+	var cur any = claims
+	for _, key := range strings.Split(name, ".") {
+		obj, ok := cur.(map[string]any)
+		if !ok {
+			return nil
+		}
+		cur = obj[key]
+	}
+	return cur
+}
+
+// claimText renders a claim for a header or a placeholder: strings as they
+// are, numbers and booleans as JSON, lists of strings comma-separated,
+// anything else as JSON.
+func claimText(v any) (string, bool) {
+	switch c := v.(type) {
+	case nil:
+		return "", false
+	case string:
+		return c, true
+	case float64:
+		return strconv.FormatFloat(c, 'f', -1, 64), true
+	case bool:
+		return strconv.FormatBool(c), true
+	case []any:
+		parts := make([]string, 0, len(c))
+		for _, item := range c {
+			s, ok := item.(string)
+			if !ok {
+				b, _ := json.Marshal(c)
+				return string(b), true
+			}
+			parts = append(parts, s)
+		}
+		return strings.Join(parts, ","), true
+	}
+	b, err := json.Marshal(v)
+	return string(b), err == nil
 }

@@ -1,0 +1,166 @@
+package gate
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/MicahParks/jwkset"
+	"github.com/MicahParks/keyfunc/v3"
+	"go.uber.org/zap"
+	"golang.org/x/sync/singleflight"
+)
+
+// JWKS fetching. A fetch never takes longer than jwksFetchTimeout; a request
+// with an unknown kid waits at most jwksWaitMax for the refresh it triggers,
+// and such refreshes run at most once per jwksUnknownKIDInterval per set.
+const (
+	jwksFetchTimeout       = 5 * time.Second
+	jwksWaitMax            = 500 * time.Millisecond
+	jwksUnknownKIDInterval = 10 * time.Second
+	jwksMaxBytes           = 1 << 20
+)
+
+// jwksSet is one JSON Web Key Set URL: its keys in memory (read through
+// keyfunc), refreshed on a timer and on demand for an unknown kid. A failed
+// fetch keeps the last good keys.
+type jwksSet struct {
+	url      string
+	client   *http.Client
+	storage  jwkset.Storage
+	keys     keyfunc.Keyfunc
+	logger   *zap.Logger
+	onChange func() // called when a fetch brings a different key set
+
+	flights      singleflight.Group
+	lastOnDemand atomic.Int64 // unix nanoseconds of the last unknown-kid refresh
+	mu           sync.Mutex
+	digest       [sha256.Size]byte // of the last key set stored
+}
+
+func newJWKSSet(url string, logger *zap.Logger, onChange func()) (*jwksSet, error) {
+	storage := jwkset.NewMemoryStorage()
+	kf, err := keyfunc.New(keyfunc.Options{Storage: storage})
+	if err != nil {
+		return nil, err
+	}
+	return &jwksSet{
+		url:      url,
+		client:   &http.Client{Timeout: jwksFetchTimeout},
+		storage:  storage,
+		keys:     kf,
+		logger:   logger.With(zap.String("jwks_url", url)),
+		onChange: onChange,
+	}, nil
+}
+
+// run refreshes the set every interval until ctx ends. The first fetch is
+// immediate; when it fails (the provider, or a control endpoint in this same
+// Caddy, is not up yet) tokens are refused until a later fetch succeeds.
+func (s *jwksSet) run(ctx context.Context, interval time.Duration) {
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := s.refresh(ctx); err != nil {
+			s.logger.Warn("fetching JSON Web Key Set failed; keeping the last good keys", zap.Error(err))
+			t.Reset(min(interval, 5*time.Second)) // retry sooner than a routine refresh
+			continue
+		}
+		t.Reset(interval)
+	}
+}
+
+func (s *jwksSet) refresh(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, jwksFetchTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.url, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Accept", "application/jwk-set+json, application/json")
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s answered %s", s.url, resp.Status)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, jwksMaxBytes+1))
+	if err != nil {
+		return err
+	}
+	if len(body) > jwksMaxBytes {
+		return fmt.Errorf("key set larger than %d bytes", jwksMaxBytes)
+	}
+	var set jwkset.JWKSMarshal
+	if err := json.Unmarshal(body, &set); err != nil {
+		return fmt.Errorf("decoding key set: %w", err)
+	}
+	keys := make([]jwkset.JWK, 0, len(set.Keys))
+	for _, m := range set.Keys {
+		k, err := jwkset.NewJWKFromMarshal(m, jwkset.JWKMarshalOptions{}, jwkset.JWKValidateOptions{})
+		if err != nil {
+			s.logger.Debug("skipping a key of the set", zap.String("kid", m.KID), zap.Error(err))
+			continue
+		}
+		keys = append(keys, k)
+	}
+	if len(keys) == 0 && len(set.Keys) > 0 {
+		return errors.New("no usable key in the key set")
+	}
+	digest := sha256.Sum256(bytes.TrimSpace(body))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if digest == s.digest {
+		return nil
+	}
+	if err := s.storage.KeyReplaceAll(ctx, keys); err != nil {
+		return err
+	}
+	s.digest = digest
+	s.logger.Info("JSON Web Key Set loaded", zap.Int("keys", len(keys)))
+	s.onChange()
+	return nil
+}
+
+// refreshForUnknownKID refetches the set, once however many requests ask at
+// the same time and at most once per jwksUnknownKIDInterval, and waits for it
+// at most jwksWaitMax. It reports whether a refresh completed in time.
+func (s *jwksSet) refreshForUnknownKID(ctx context.Context) bool {
+	results := s.flights.DoChan("refresh", func() (any, error) {
+		now := time.Now().UnixNano()
+		if now-s.lastOnDemand.Load() < int64(jwksUnknownKIDInterval) {
+			return nil, errRefreshTooSoon
+		}
+		s.lastOnDemand.Store(now)
+		// Not the request's context: the requests that join this flight
+		// share its result.
+		return nil, s.refresh(context.Background())
+	})
+	wait := time.NewTimer(jwksWaitMax)
+	defer wait.Stop()
+	select {
+	case res := <-results:
+		return res.Err == nil
+	case <-wait.C:
+		return false
+	case <-ctx.Done():
+		return false
+	}
+}
+
+var errRefreshTooSoon = errors.New("the key set was refreshed for an unknown kid too recently")

@@ -1,0 +1,187 @@
+package gate
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/MicahParks/jwkset"
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// supportedAlgorithms are the JWS algorithms the gate can verify. "none" is
+// deliberately absent.
+var supportedAlgorithms = []string{"EdDSA", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
+	"ES256", "ES384", "ES512", "HS256", "HS384", "HS512"}
+
+// minHMACSecret is the shortest accepted HMAC secret: RFC 7518 section 3.2
+// asks for a key at least as long as the hash output (32 bytes for HS256).
+const minHMACSecret = 32
+
+// Errors a key lookup returns; tokenInvalid turns them into descriptions.
+var (
+	errNoKey = errors.New("no key to verify the token")
+	errCrit  = errors.New("critical header not understood")
+)
+
+// keySources holds every key a gate verifies with. The key handed to the JWT
+// library always matches the token's algorithm family, so an HMAC secret
+// never verifies an RS/ES/PS/EdDSA token and a public key never serves as an
+// HMAC secret. Header parameters that bring their own key (jku, x5u, jwk,
+// x5c) are never read.
+type keySources struct {
+	jwks   []*jwksSet
+	public []crypto.PublicKey
+	hmac   [][]byte
+}
+
+// keyfunc returns the jwt.Keyfunc for one verification.
+func (k *keySources) keyfunc(ctx context.Context) jwt.Keyfunc {
+	return func(t *jwt.Token) (any, error) {
+		if _, ok := t.Header["crit"]; ok {
+			// RFC 7515 section 4.1.11: extensions listed in crit must be
+			// understood; this gate understands none.
+			return nil, errCrit
+		}
+		alg := t.Method.Alg()
+		if strings.HasPrefix(alg, "HS") {
+			if len(k.hmac) == 0 {
+				return nil, errNoKey
+			}
+			set := jwt.VerificationKeySet{}
+			for _, secret := range k.hmac {
+				set.Keys = append(set.Keys, secret)
+			}
+			return set, nil
+		}
+		set := jwt.VerificationKeySet{}
+		for _, pub := range k.public {
+			if fits(alg, pub) {
+				set.Keys = append(set.Keys, pub)
+			}
+		}
+		if kid, ok := t.Header["kid"].(string); ok {
+			set.Keys = append(set.Keys, k.fromJWKS(ctx, t, kid, alg)...)
+		} else {
+			set.Keys = append(set.Keys, k.allFromJWKS(ctx, alg)...)
+		}
+		if len(set.Keys) == 0 {
+			return nil, errNoKey
+		}
+		return set, nil
+	}
+}
+
+// fromJWKS finds the kid in the key sets, refreshing them once (bounded
+// wait) when no set knows it.
+func (k *keySources) fromJWKS(ctx context.Context, t *jwt.Token, kid, alg string) []jwt.VerificationKey {
+	find := func() []jwt.VerificationKey {
+		var keys []jwt.VerificationKey
+		for _, s := range k.jwks {
+			key, err := s.keys.KeyfuncCtx(ctx)(t)
+			if err == nil && fits(alg, key) {
+				keys = append(keys, key)
+			}
+		}
+		return keys
+	}
+	if keys := find(); len(keys) > 0 {
+		return keys
+	}
+	refreshed := false
+	for _, s := range k.jwks {
+		if _, err := s.storage.KeyRead(ctx, kid); errors.Is(err, jwkset.ErrKeyNotFound) {
+			refreshed = s.refreshForUnknownKID(ctx) || refreshed
+		}
+	}
+	if refreshed {
+		return find()
+	}
+	return nil
+}
+
+// allFromJWKS returns every key of the sets that fits alg, for a token that
+// names no kid.
+func (k *keySources) allFromJWKS(ctx context.Context, alg string) []jwt.VerificationKey {
+	var keys []jwt.VerificationKey
+	for _, s := range k.jwks {
+		all, err := s.keys.VerificationKeySet(ctx)
+		if err != nil {
+			continue
+		}
+		for _, key := range all.Keys {
+			if fits(alg, key) {
+				keys = append(keys, key)
+			}
+		}
+	}
+	return keys
+}
+
+// fits reports whether key is of the type alg verifies with.
+func fits(alg string, key any) bool {
+	switch alg[:2] {
+	case "RS", "PS":
+		_, ok := key.(*rsa.PublicKey)
+		return ok
+	case "ES":
+		ec, ok := key.(*ecdsa.PublicKey)
+		if !ok {
+			return false
+		}
+		want := map[string]elliptic.Curve{"ES256": elliptic.P256(), "ES384": elliptic.P384(), "ES512": elliptic.P521()}[alg]
+		return ec.Curve == want
+	case "Ed":
+		_, ok := key.(ed25519.PublicKey)
+		return ok
+	}
+	return false
+}
+
+// readPublicKey reads a PEM file holding one RSA, ECDSA (P-256, P-384,
+// P-521) or Ed25519 public key.
+func readPublicKey(path string) (crypto.PublicKey, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	block, _ := pem.Decode(data)
+	if block == nil {
+		return nil, fmt.Errorf("%s: no PEM block", path)
+	}
+	var key any
+	switch block.Type {
+	case "PUBLIC KEY":
+		key, err = x509.ParsePKIXPublicKey(block.Bytes)
+	case "RSA PUBLIC KEY":
+		key, err = x509.ParsePKCS1PublicKey(block.Bytes)
+	default:
+		return nil, fmt.Errorf("%s: a PEM block of type %q; want PUBLIC KEY (never a private key)", path, block.Type)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	switch k := key.(type) {
+	case *rsa.PublicKey:
+		if k.N.BitLen() < 2048 {
+			return nil, fmt.Errorf("%s: RSA key of %d bits; want at least 2048", path, k.N.BitLen())
+		}
+	case *ecdsa.PublicKey:
+		if k.Curve != elliptic.P256() && k.Curve != elliptic.P384() && k.Curve != elliptic.P521() {
+			return nil, fmt.Errorf("%s: unsupported curve", path)
+		}
+	case ed25519.PublicKey:
+	default:
+		return nil, fmt.Errorf("%s: unsupported key type %T", path, key)
+	}
+	return key, nil
+}
