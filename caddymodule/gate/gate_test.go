@@ -83,6 +83,11 @@ func send(t *testing.T, g *Gate, header http.Header) result {
 	t.Helper()
 	req := httptest.NewRequest(http.MethodGet, "/data", nil)
 	req.Header = header
+	return sendRequest(t, g, req)
+}
+
+func sendRequest(t testing.TB, g *Gate, req *http.Request) result {
+	t.Helper()
 	repl := caddy.NewReplacer()
 	req = req.WithContext(context.WithValue(req.Context(), caddy.ReplacerCtxKey, repl))
 	rec := httptest.NewRecorder()
