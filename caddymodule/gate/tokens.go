@@ -84,16 +84,22 @@ func (v *tokenVerifier) close() { v.cache.Close() }
 // verify checks raw and returns what it yields.
 func (v *tokenVerifier) verify(ctx context.Context, raw string) (*verified, error) {
 	now := time.Now().UnixNano()
-	if e, ok := v.cache.Get(raw); ok && e.token == raw && now < e.expires && e.generation == v.generation.Load() {
-		return e, nil
+	cached, hit := v.cache.Get(raw)
+	hit = hit && cached.token == raw
+	if hit && now < cached.expires && cached.generation == v.generation.Load() {
+		return cached, nil
 	}
 	gen := v.generation.Load()
 	claims := jwt.MapClaims{}
-	if _, err := v.parser.ParseWithClaims(raw, claims, v.keys.keyfunc(ctx)); err != nil {
-		return nil, err
+	_, err := v.parser.ParseWithClaims(raw, claims, v.keys.keyfunc(ctx))
+	var e *verified
+	if err == nil {
+		e, err = v.checkClaims(raw, claims)
 	}
-	e, err := v.checkClaims(raw, claims)
 	if err != nil {
+		if hit {
+			v.cache.Del(raw) // expired, or its key is gone: no longer good
+		}
 		return nil, err
 	}
 	e.generation = gen

@@ -1,0 +1,134 @@
+package gate
+
+import (
+	"crypto/rand"
+	"crypto/rsa"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/conngate/conngate/caddymodule/control/controltest"
+)
+
+// jwksGate is a gate that verifies RS256 tokens from one test JWKS, with no
+// periodic refresh during the test: only on-demand refreshes happen.
+func jwksGate(t *testing.T, s *controltest.Server, jwks *jwksServer) *Gate {
+	g := newGate(t, s, func(g *Gate) {
+		g.JWKSURLs = []string{jwks.URL}
+		g.Algorithms = []string{"RS256"}
+		g.JWKSRefreshInterval = 3600e9
+	})
+	eventually(t, within, "first key set fetched", func() bool { return jwks.fetches.Load() >= 1 })
+	return g
+}
+
+// allowOnDemandRefresh lifts the once-per-10s limit, as if 10 s had passed.
+func allowOnDemandRefresh(g *Gate) {
+	for _, set := range g.tokens.keys.jwks {
+		set.lastOnDemand.Store(0)
+	}
+}
+
+func TestJWKSRotation(t *testing.T) {
+	s := controltest.Start(t, controltest.Options{})
+	conn := s.Create(t, "org-1").Connection.ID
+	old, _, _, _ := newSigners()
+	jwks := newJWKSServer(t, old)
+	g := jwksGate(t, s, jwks)
+	claims := jwt.MapClaims{"cid": conn, "iss": s.Issuer, "aud": s.Audience, "exp": time.Now().Add(time.Hour).Unix()}
+	oldToken := old.sign(t, claims, nil)
+	expectStatus(t, g, oldToken, 200, "")
+
+	// A new key is published and used: accepted after an on-demand refresh.
+	key2, _ := rsa.GenerateKey(rand.Reader, 2048)
+	next := signer{"rsa-2", jwt.SigningMethodRS256, key2}
+	jwks.publish(old, next)
+	fetches := jwks.fetches.Load()
+	expectStatus(t, g, next.sign(t, claims, nil), 200, "")
+	if jwks.fetches.Load() != fetches+1 {
+		t.Fatalf("the unknown kid made %d fetches, want 1", jwks.fetches.Load()-fetches)
+	}
+
+	// The old key is removed: its tokens, cached as verified, stop working
+	// at the next refresh, and their cache entries go.
+	jwks.publish(next)
+	allowOnDemandRefresh(g)
+	expectStatus(t, g, signer{"rsa-3", jwt.SigningMethodRS256, key2}.sign(t, claims, nil), 401, "token_invalid") // triggers the refresh
+	res := send(t, g, bearer(oldToken))
+	if res.status != 401 || res.body.Description != "no key to verify the token" {
+		t.Fatalf("token of a removed key: %d %+v", res.status, res.body)
+	}
+	g.tokens.cache.Wait()
+	if _, ok := g.tokens.cache.Get(oldToken); ok {
+		t.Error("the removed key's token is still cached")
+	}
+
+	// The provider goes down: the last good keys are kept.
+	jwks.failing.Store(true)
+	allowOnDemandRefresh(g)
+	expectStatus(t, g, signer{"rsa-4", jwt.SigningMethodRS256, key2}.sign(t, claims, nil), 401, "token_invalid")
+	expectStatus(t, g, next.sign(t, jwt.MapClaims{"cid": conn, "iss": s.Issuer, "aud": s.Audience, "exp": time.Now().Add(time.Hour).Unix(), "n": 1}, nil), 200, "")
+}
+
+// A hanging provider delays only requests with an unknown kid, and those by
+// at most the short bound; refreshes are coalesced and rate-limited.
+func TestJWKSNeverStallsTraffic(t *testing.T) {
+	s := controltest.Start(t, controltest.Options{})
+	conn := s.Create(t, "org-1").Connection.ID
+	known, _, _, _ := newSigners()
+	key2, _ := rsa.GenerateKey(rand.Reader, 2048)
+	jwks := newJWKSServer(t, known)
+	g := jwksGate(t, s, jwks)
+	claims := func(n int) jwt.MapClaims {
+		return jwt.MapClaims{"cid": conn, "iss": s.Issuer, "aud": s.Audience, "exp": time.Now().Add(time.Hour).Unix(), "n": n}
+	}
+
+	// Coalesced: many requests with one new kid make one fetch, and all pass.
+	fresh := signer{"rsa-new", jwt.SigningMethodRS256, key2}
+	jwks.publish(known, fresh)
+	fetches := jwks.fetches.Load()
+	var wg sync.WaitGroup
+	for i := range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if res := send(t, g, bearer(fresh.sign(t, claims(i), nil))); res.status != 200 {
+				t.Errorf("request %d: %d %+v", i, res.status, res.body)
+			}
+		}()
+	}
+	wg.Wait()
+	if n := jwks.fetches.Load() - fetches; n != 1 {
+		t.Errorf("%d fetches for 20 concurrent requests with one new kid, want 1", n)
+	}
+
+	// Rate-limited: another unknown kid right after gets 401 at once, no fetch.
+	fetches = jwks.fetches.Load()
+	start := time.Now()
+	expectStatus(t, g, signer{"rsa-other", jwt.SigningMethodRS256, key2}.sign(t, claims(0), nil), 401, "token_invalid")
+	if took := time.Since(start); took > 100*time.Millisecond || jwks.fetches.Load() != fetches {
+		t.Errorf("rate-limited unknown kid took %s and %d fetches", took, jwks.fetches.Load()-fetches)
+	}
+
+	// Hanging provider: the unknown kid waits at most the bound; a known kid
+	// is not slowed at all.
+	jwks.delay.Store(int64(3 * time.Second))
+	allowOnDemandRefresh(g)
+	done := make(chan time.Duration)
+	go func() {
+		start := time.Now()
+		send(t, g, bearer(signer{"rsa-hang", jwt.SigningMethodRS256, key2}.sign(t, claims(1), nil)))
+		done <- time.Since(start)
+	}()
+	time.Sleep(50 * time.Millisecond)
+	start = time.Now()
+	expectStatus(t, g, known.sign(t, claims(2), nil), 200, "")
+	if took := time.Since(start); took > 200*time.Millisecond {
+		t.Errorf("a known kid took %s while the provider hangs", took)
+	}
+	if took := <-done; took > jwksWaitMax+500*time.Millisecond {
+		t.Errorf("an unknown kid waited %s for a hanging provider; the bound is %s", took, jwksWaitMax)
+	}
+}
