@@ -396,7 +396,8 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 // forward passes what the token established to the upstream and to logs.
 func (g *Gate) forward(r *http.Request, tok *verified) {
 	// Set, not add: a client must not choose the values the upstream sees.
-	r.Header.Set("X-Connection-Id", tok.connectionID)
+	// The key is already canonical: assign, skipping canonicalisation.
+	r.Header["X-Connection-Id"] = []string{tok.connectionID}
 	for _, fc := range g.ForwardClaims {
 		r.Header.Del(fc.Header)
 		if v, ok := claimText(lookupClaim(tok.claims, fc.Claim)); ok && validHeaderValue(v) {

@@ -21,14 +21,14 @@ import (
 
 // newGate provisions a gate in front of the control endpoint s (or of
 // tweak's control_url) and waits until its change stream is connected.
-func newGate(t *testing.T, s *controltest.Server, tweak func(*Gate)) *Gate {
+func newGate(t testing.TB, s *controltest.Server, tweak func(*Gate)) *Gate {
 	t.Helper()
 	g := provisionGate(t, s, tweak)
 	waitConnected(t, g)
 	return g
 }
 
-func provisionGate(t *testing.T, s *controltest.Server, tweak func(*Gate)) *Gate {
+func provisionGate(t testing.TB, s *controltest.Server, tweak func(*Gate)) *Gate {
 	t.Helper()
 	g := &Gate{
 		ControlURL: s.URL,
@@ -52,13 +52,13 @@ func provisionGate(t *testing.T, s *controltest.Server, tweak func(*Gate)) *Gate
 	return g
 }
 
-func waitConnected(t *testing.T, g *Gate) {
+func waitConnected(t testing.TB, g *Gate) {
 	t.Helper()
 	eventually(t, 5*time.Second, "change stream connected", func() bool { return g.source.connected.Load() })
 }
 
 // eventually polls cond until it holds or the time is up.
-func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
+func eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for !cond() {
@@ -131,7 +131,7 @@ func forge(t *testing.T, s *controltest.Server, kid string, claims jwt.MapClaims
 	return signed
 }
 
-func kidOf(t *testing.T, token string) string {
+func kidOf(t testing.TB, token string) string {
 	t.Helper()
 	tok, _, err := jwt.NewParser().ParseUnverified(token, jwt.MapClaims{})
 	if err != nil {

@@ -34,7 +34,7 @@ func (s signer) public() crypto.PublicKey {
 	return s.key.(interface{ Public() crypto.PublicKey }).Public()
 }
 
-func (s signer) sign(t *testing.T, claims jwt.MapClaims, header map[string]any) string {
+func (s signer) sign(t testing.TB, claims jwt.MapClaims, header map[string]any) string {
 	t.Helper()
 	tok := jwt.NewWithClaims(s.method, claims)
 	if s.kid != "" {
@@ -74,7 +74,7 @@ func newSigners() (rs, rsOther, es, ed signer) {
 }
 
 // writePublicPEM writes the signer's public key as a PUBLIC KEY PEM file.
-func writePublicPEM(t *testing.T, s signer) (path string, der []byte) {
+func writePublicPEM(t testing.TB, s signer) (path string, der []byte) {
 	t.Helper()
 	der, err := x509.MarshalPKIXPublicKey(s.public())
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"hash/maphash"
 	"slices"
 	"strconv"
 	"strings"
@@ -63,11 +64,17 @@ func newTokenVerifier(keys *keySources, cfg verifierConfig) (*tokenVerifier, err
 	if len(cfg.audiences) > 0 {
 		opts = append(opts, jwt.WithAudience(cfg.audiences...))
 	}
+	seed := maphash.MakeSeed()
 	cache, err := ristretto.NewCache(&ristretto.Config[string, *verified]{
 		NumCounters:        max(cfg.cacheBytes/800*10, 1000), // about 10x the tokens that fit
 		MaxCost:            cfg.cacheBytes,
 		BufferItems:        64,
 		IgnoreInternalCost: true,
+		// One fast hash of the token, no conflict hash: every hit compares
+		// the whole token anyway, so a collision costs a verification, not
+		// a wrong answer, and hashing an 800-byte token twice per request
+		// would cost more than the rest of the lookup.
+		KeyToHash: func(token string) (uint64, uint64) { return maphash.String(seed, token), 0 },
 	})
 	if err != nil {
 		return nil, fmt.Errorf("creating token cache: %w", err)
@@ -90,12 +97,7 @@ func (v *tokenVerifier) verify(ctx context.Context, raw string) (*verified, erro
 		return cached, nil
 	}
 	gen := v.generation.Load()
-	claims := jwt.MapClaims{}
-	_, err := v.parser.ParseWithClaims(raw, claims, v.keys.keyfunc(ctx))
-	var e *verified
-	if err == nil {
-		e, err = v.checkClaims(raw, claims)
-	}
+	e, err := v.check(ctx, raw)
 	if err != nil {
 		if hit {
 			v.cache.Del(raw) // expired, or its key is gone: no longer good
@@ -103,10 +105,20 @@ func (v *tokenVerifier) verify(ctx context.Context, raw string) (*verified, erro
 		return nil, err
 	}
 	e.generation = gen
-	if ttl := time.Duration(e.expires - time.Now().UnixNano()); ttl > 0 {
-		v.cache.SetWithTTL(raw, e, int64(len(raw))+tokenEntryOverhead, ttl)
-	}
+	// No ristretto TTL: expiry is checked on every hit above (one clock read
+	// instead of ristretto's own), and an expired entry is dropped then;
+	// cost pressure evicts the ones never seen again.
+	v.cache.Set(raw, e, int64(len(raw))+tokenEntryOverhead)
 	return e, nil
+}
+
+// check verifies raw from scratch: signature, then claims.
+func (v *tokenVerifier) check(ctx context.Context, raw string) (*verified, error) {
+	claims := jwt.MapClaims{}
+	if _, err := v.parser.ParseWithClaims(raw, claims, v.keys.keyfunc(ctx)); err != nil {
+		return nil, err
+	}
+	return v.checkClaims(raw, claims)
 }
 
 // checkClaims applies what the JWT library does not: issuer lists, required
