@@ -77,6 +77,7 @@ type result struct {
 	header    http.Header
 	upstream  *http.Request // the request as the next handler saw it; nil if not called
 	connID    string        // {http.auth.connection.id}
+	repl      *caddy.Replacer
 }
 
 func send(t *testing.T, g *Gate, header http.Header) result {
@@ -108,6 +109,7 @@ func sendRequest(t testing.TB, g *Gate, req *http.Request) result {
 		}
 	}
 	res.connID, _ = repl.GetString("http.auth.connection.id")
+	res.repl = repl
 	return res
 }
 

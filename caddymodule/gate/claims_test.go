@@ -1,0 +1,104 @@
+package gate
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/conngate/conngate/caddymodule/control/controltest"
+)
+
+func claimsGate(t *testing.T, tweak func(*Gate)) (*Gate, signer, string, jwt.MapClaims) {
+	s := controltest.Start(t, controltest.Options{})
+	_, _, _, ed := newSigners()
+	path, _ := writePublicPEM(t, ed)
+	g := newGate(t, s, func(g *Gate) {
+		g.PublicKeyFiles = []string{path}
+		g.Issuers, g.Audiences = nil, nil
+		if tweak != nil {
+			tweak(g)
+		}
+	})
+	cid := s.Create(t, "org-1").Connection.ID
+	return g, ed, cid, jwt.MapClaims{"sub": "user-1", "cid": cid, "iat": time.Now().Unix(), "exp": time.Now().Add(time.Hour).Unix()}
+}
+
+func TestMaxTokenAge(t *testing.T) {
+	g, ed, _, base := claimsGate(t, func(g *Gate) { g.MaxTokenAge = caddy.Duration(time.Hour) })
+	expectStatus(t, g, ed.sign(t, base, nil), 200, "")
+	old := jwt.MapClaims{}
+	for k, v := range base {
+		old[k] = v
+	}
+	old["iat"] = time.Now().Add(-2 * time.Hour).Unix()
+	if res := send(t, g, bearer(ed.sign(t, old, nil))); res.status != 401 || res.body.Description != "token too old" {
+		t.Fatalf("old token: %d %+v", res.status, res.body)
+	}
+	delete(old, "iat")
+	if res := send(t, g, bearer(ed.sign(t, old, nil))); res.status != 401 {
+		t.Fatalf("no iat with max_token_age: %d", res.status)
+	}
+}
+
+// A verified token is served from memory only until it expires.
+func TestTokenCacheNeverOutlivesExp(t *testing.T) {
+	g, ed, _, claims := claimsGate(t, func(g *Gate) { g.Leeway = caddy.Duration(time.Millisecond) })
+	claims["exp"] = time.Now().Add(1500 * time.Millisecond).Unix()
+	tok := ed.sign(t, claims, nil)
+	expectStatus(t, g, tok, 200, "")
+	g.tokens.cache.Wait()
+	if _, ok := g.tokens.cache.Get(tok); !ok {
+		t.Fatal("verified token not cached")
+	}
+	time.Sleep(time.Until(time.Unix(claims["exp"].(int64), 0).Add(50 * time.Millisecond)))
+	if res := send(t, g, bearer(tok)); res.status != 401 || res.body.Description != "token expired" {
+		t.Fatalf("after exp: %d %+v", res.status, res.body)
+	}
+}
+
+// An entry found under a token's hash is used only if it holds that token.
+func TestTokenCacheComparesTheWholeToken(t *testing.T) {
+	g, ed, cid, claims := claimsGate(t, nil)
+	tok := ed.sign(t, claims, nil)
+	g.tokens.cache.Set(tok, &verified{token: tok + "x", connectionID: "conn_someone_else", expires: time.Now().Add(time.Hour).UnixNano()}, 1)
+	g.tokens.cache.Wait()
+	v, err := g.tokens.verify(context.Background(), tok)
+	if err != nil || v.connectionID != cid {
+		t.Fatalf("verify = %+v, %v; want the token's own connection %s", v, err, cid)
+	}
+}
+
+func TestForwardedClaimsAndPlaceholders(t *testing.T) {
+	g, ed, cid, claims := claimsGate(t, func(g *Gate) {
+		g.ForwardClaims = []ForwardClaim{{"sub", "X-User-Id"}, {"ext.org", "X-Org-Id"}, {"missing", "X-Missing"}}
+		g.StripAuthorization = true
+	})
+	claims["ext"] = map[string]any{"org": "org-1", "roles": []string{"a", "b"}}
+	h := bearer(ed.sign(t, claims, nil))
+	h.Set("X-User-Id", "spoofed")
+	h.Set("X-Missing", "spoofed")
+	res := send(t, g, h)
+	if res.status != 200 {
+		t.Fatalf("status %d", res.status)
+	}
+	up := res.upstream.Header
+	if up.Get("X-User-Id") != "user-1" || up.Get("X-Org-Id") != "org-1" || up.Get("X-Missing") != "" || up.Get("Authorization") != "" {
+		t.Fatalf("upstream headers %v", up)
+	}
+	for key, want := range map[string]string{
+		"http.auth.connection.id":    cid,
+		"http.auth.claims.sub":       "user-1",
+		"http.auth.claims.ext.org":   "org-1",
+		"http.auth.claims.ext.roles": "a,b",
+	} {
+		if got, _ := res.repl.GetString(key); got != want {
+			t.Errorf("{%s} = %q, want %q", key, got, want)
+		}
+	}
+	if _, ok := res.repl.Get("http.auth.claims.nope"); ok {
+		t.Error("placeholder for a missing claim is set")
+	}
+}
