@@ -8,22 +8,26 @@ import "context"
 //   - give every change (creation or status change) a store-wide revision
 //     greater than every earlier one, recorded on the connection;
 //   - have a change durable before the call returns;
-//   - record every change in a change log, in the same transaction, so the
-//     log can be replayed in revision order and misses nothing.
+//   - record every change in a change log and an audit log, in the same
+//     transaction, so the log can be replayed in revision order and misses
+//     nothing, and every change is traceable to who made it.
 //
 // storetest.Run checks all of this for a backend.
 type Store interface {
-	// Create stores a new active connection.
-	Create(ctx context.Context, n NewConnection) (Connection, error)
+	// Create stores a new active connection, and its audit entry.
+	Create(ctx context.Context, n NewConnection, by Actor) (Connection, error)
 	// Get returns ErrNotFound for an unknown id.
 	Get(ctx context.Context, id string) (Connection, error)
 	// List returns connections in id order (creation order), and the cursor
 	// to pass for the next page, empty on the last page.
 	List(ctx context.Context, q ListQuery) (conns []Connection, next string, err error)
-	// Apply performs action on the connection. changed is false when the
-	// connection was already in the resulting status; then nothing is written
-	// and the revision stays.
-	Apply(ctx context.Context, id string, action Action) (c Connection, changed bool, err error)
+	// Apply performs action on the connection, and writes its audit entry.
+	// changed is false when the connection was already in the resulting
+	// status; then nothing is written and the revision stays.
+	Apply(ctx context.Context, id string, action Action, by Actor) (c Connection, changed bool, err error)
+	// Audit lists audit entries, newest first, and the cursor of the next
+	// page (0 on the last).
+	Audit(ctx context.Context, q AuditQuery) (entries []AuditEntry, next uint64, err error)
 	// Changes returns up to limit changes with a revision above after,
 	// oldest first. It returns ErrReplayUnavailable when that is not the
 	// complete list: some of them have been dropped from the log, or after

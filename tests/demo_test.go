@@ -206,6 +206,17 @@ func TestDemoWalkthrough(t *testing.T) {
 		t.Fatalf("upstream saw %d requests for a deleted connection", n-before)
 	}
 
+	// Every change, and only the changes, are in the audit log, newest first.
+	_, audit := d.api(t, "GET", "/v1/audit?connection_id="+id, "")
+	entries, _ := audit["entries"].([]any)
+	var actions []string
+	for _, e := range entries {
+		actions = append(actions, e.(map[string]any)["action"].(string))
+	}
+	if strings.Join(actions, " ") != "delete enable disable create" {
+		t.Fatalf("audit actions %v", actions)
+	}
+
 	if code, body := d.call(t, "not-a-token"); code != 401 || body["reason"] != "token_invalid" {
 		t.Fatalf("bad token: %d %v", code, body)
 	}

@@ -44,7 +44,7 @@ func (c *Control) createConnection(w http.ResponseWriter, r *http.Request) {
 	if !decodeBody(w, r, &n) {
 		return
 	}
-	conn, err := c.store.Create(r.Context(), n)
+	conn, err := c.store.Create(r.Context(), n, actorOf(r))
 	if err != nil {
 		c.writeStoreError(w, r, err)
 		return
@@ -153,7 +153,7 @@ func (c *Control) apply(w http.ResponseWriter, r *http.Request, action store.Act
 	if !ok {
 		return
 	}
-	conn, changed, err := c.store.Apply(r.Context(), id, action)
+	conn, changed, err := c.store.Apply(r.Context(), id, action, actorOf(r))
 	if err != nil {
 		c.writeStoreError(w, r, err)
 		return

@@ -1,10 +1,38 @@
 package control
 
 import (
+	"context"
 	"net/http"
 	"sort"
 	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/conngate/conngate/store"
 )
+
+// actorKey carries the store.Actor of an authenticated request.
+type actorKey struct{}
+
+// actorOf returns who made the request, as recorded in the audit log.
+func actorOf(r *http.Request) store.Actor {
+	a, _ := r.Context().Value(actorKey{}).(store.Actor)
+	return a
+}
+
+// requestID is the client's X-Request-Id when it is a usable id, else the
+// id Caddy gives the request ({http.request.uuid}).
+func requestID(r *http.Request) string {
+	if id := r.Header.Get("X-Request-Id"); id != "" && store.ValidateID("request id", id) == nil {
+		return id
+	}
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		if id, ok := repl.GetString("http.request.uuid"); ok {
+			return id
+		}
+	}
+	return ""
+}
 
 // operation is one method on one route: the permission it needs and the
 // function that serves it. need 0 means public.
@@ -48,6 +76,9 @@ func (c *Control) newRoutes() http.Handler {
 	handle("/v1/events", map[string]operation{
 		http.MethodGet: {permReadStatus, c.streamEvents},
 	})
+	handle("/v1/audit", map[string]operation{
+		http.MethodGet: {permManage, c.listAudit},
+	})
 	handle("/v1/gateways", map[string]operation{
 		http.MethodGet: {permManage, c.listGateways},
 	})
@@ -77,6 +108,7 @@ func (e endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if op.need != 0 {
 		who := e.c.keys.roleOf(r)
+		r = r.WithContext(context.WithValue(r.Context(), actorKey{}, store.Actor{ID: "api_key:" + string(who), RequestID: requestID(r)}))
 		if who == "" {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="conngate-control"`)
 			writeError(w, http.StatusUnauthorized, "unauthorized", "Send a valid API key as 'Authorization: Bearer <key>'.")

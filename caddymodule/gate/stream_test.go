@@ -145,7 +145,7 @@ func disableInStore(t *testing.T, dir, id string) {
 	}
 	defer st.Close()
 	for _, a := range []store.Action{store.ActionDisable, store.ActionEnable, store.ActionDisable} {
-		if _, _, err := st.Apply(context.Background(), id, a); err != nil {
+		if _, _, err := st.Apply(context.Background(), id, a, store.Actor{ID: "another-control"}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -28,6 +28,9 @@ var (
 	bucketMeta        = []byte("meta")        // "revision" -> uint64 big-endian
 	bucketSecrets     = []byte("secrets")     // name -> bytes
 	bucketChanges     = []byte("changes")     // revision (uint64 big-endian) -> JSON store.Change
+	bucketAudit       = []byte("audit")       // revision -> JSON store.AuditEntry; never dropped
+	bucketAuditByOrg  = []byte("audit_by_org")  // org_id 0x00 revision -> empty
+	bucketAuditByConn = []byte("audit_by_conn") // connection id 0x00 revision -> empty
 	keyRevision       = []byte("revision")
 )
 
@@ -76,7 +79,7 @@ func Open(path string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("opening store %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketConnections, bucketByOrg, bucketMeta, bucketSecrets, bucketChanges} {
+		for _, name := range [][]byte{bucketConnections, bucketByOrg, bucketMeta, bucketSecrets, bucketChanges, bucketAudit, bucketAuditByOrg, bucketAuditByConn} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
@@ -99,7 +102,7 @@ func Open(path string, opts Options) (*Store, error) {
 func (s *Store) Close() error { return s.db.Close() }
 
 // Create implements store.Store.
-func (s *Store) Create(_ context.Context, n store.NewConnection) (store.Connection, error) {
+func (s *Store) Create(_ context.Context, n store.NewConnection, by store.Actor) (store.Connection, error) {
 	if err := n.Validate(); err != nil {
 		return store.Connection{}, err
 	}
@@ -125,6 +128,9 @@ func (s *Store) Create(_ context.Context, n store.NewConnection) (store.Connecti
 		if err := s.logChange(tx, c); err != nil {
 			return err
 		}
+		if err := writeAudit(tx, c, "create", "", by); err != nil {
+			return err
+		}
 		return tx.Bucket(bucketByOrg).Put(orgKey(c.OrgID, c.ID), nil)
 	})
 	if err != nil {
@@ -146,7 +152,7 @@ func (s *Store) Get(_ context.Context, id string) (c store.Connection, err error
 // Apply implements store.Store. Reading the status, deciding with store.Next
 // and writing happen in one bbolt write transaction, and bbolt allows one
 // writer at a time, so concurrent changes are applied one after the other.
-func (s *Store) Apply(_ context.Context, id string, action store.Action) (c store.Connection, changed bool, err error) {
+func (s *Store) Apply(_ context.Context, id string, action store.Action, by store.Actor) (c store.Connection, changed bool, err error) {
 	err = s.db.Update(func(tx *bolt.Tx) error {
 		c, err = getConnection(tx, id)
 		if err != nil {
@@ -160,12 +166,16 @@ func (s *Store) Apply(_ context.Context, id string, action store.Action) (c stor
 		if err != nil {
 			return err
 		}
+		from := c.Status
 		c.Status, c.UpdatedAt, c.Revision = to, s.now(), rev
 		changed = true
 		if err := putConnection(tx, c); err != nil {
 			return err
 		}
-		return s.logChange(tx, c)
+		if err := s.logChange(tx, c); err != nil {
+			return err
+		}
+		return writeAudit(tx, c, string(action), from, by)
 	})
 	if err != nil {
 		return c, false, err

@@ -31,11 +31,15 @@ func Run(t *testing.T, open Opener, changeLogSize int) {
 	t.Run("InvalidInput", func(t *testing.T) { testInvalidInput(t, open) })
 	t.Run("ChangeLog", func(t *testing.T) { testChangeLog(t, open, changeLogSize) })
 	t.Run("ChangedSignal", func(t *testing.T) { testChangedSignal(t, open) })
+	t.Run("Audit", func(t *testing.T) { testAudit(t, open) })
 }
+
+// testActor is who the suite's changes are recorded as.
+var testActor = store.Actor{ID: "storetest", RequestID: "req-1"}
 
 func create(t *testing.T, s store.Store, org string) store.Connection {
 	t.Helper()
-	c, err := s.Create(context.Background(), store.NewConnection{Name: "app", OrgID: org, UserID: "user-1"})
+	c, err := s.Create(context.Background(), store.NewConnection{Name: "app", OrgID: org, UserID: "user-1"}, testActor)
 	if err != nil {
 		t.Fatalf("Create: %v", err)
 	}
@@ -48,9 +52,9 @@ func put(t *testing.T, s store.Store, st store.Status) store.Connection {
 	c := create(t, s, "org-1")
 	switch st {
 	case store.StatusDisabled:
-		c, _, _ = s.Apply(context.Background(), c.ID, store.ActionDisable)
+		c, _, _ = s.Apply(context.Background(), c.ID, store.ActionDisable, testActor)
 	case store.StatusDeleted:
-		c, _, _ = s.Apply(context.Background(), c.ID, store.ActionDelete)
+		c, _, _ = s.Apply(context.Background(), c.ID, store.ActionDelete, testActor)
 	}
 	if c.Status != st {
 		t.Fatalf("setup: status %s, want %s", c.Status, st)
@@ -68,7 +72,7 @@ func testStateMachine(t *testing.T, open Opener) {
 			t.Run(fmt.Sprintf("%s/%s", from, action), func(t *testing.T) {
 				before := put(t, s, from)
 				wantTo, wantChanged, wantErr := store.Next(from, action)
-				got, changed, err := s.Apply(ctx, before.ID, action)
+				got, changed, err := s.Apply(ctx, before.ID, action, testActor)
 				if !errors.Is(err, wantErr) || (err == nil) != (wantErr == nil) {
 					t.Fatalf("Apply err = %v, want %v", err, wantErr)
 				}
@@ -94,7 +98,7 @@ func testStateMachine(t *testing.T, open Opener) {
 			})
 		}
 	}
-	if _, _, err := s.Apply(ctx, "conn_missing", store.ActionDisable); !errors.Is(err, store.ErrNotFound) {
+	if _, _, err := s.Apply(ctx, "conn_missing", store.ActionDisable, testActor); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("Apply on unknown id: %v, want ErrNotFound", err)
 	}
 	if _, err := s.Get(ctx, "conn_missing"); !errors.Is(err, store.ErrNotFound) {
@@ -121,7 +125,7 @@ func testRevisions(t *testing.T, open Opener) {
 		id     string
 		action store.Action
 	}{{a.ID, store.ActionDisable}, {b.ID, store.ActionDisable}, {a.ID, store.ActionEnable}, {b.ID, store.ActionDelete}} {
-		c, _, err := s.Apply(ctx, step.id, step.action)
+		c, _, err := s.Apply(ctx, step.id, step.action, testActor)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -156,7 +160,7 @@ func testPersistence(t *testing.T, open Opener) {
 			t.Errorf("after reopen got %+v, want %+v", got, want)
 		}
 	}
-	if _, _, err := s.Apply(ctx, d.ID, store.ActionEnable); !errors.Is(err, store.ErrDeleted) {
+	if _, _, err := s.Apply(ctx, d.ID, store.ActionEnable, testActor); !errors.Is(err, store.ErrDeleted) {
 		t.Errorf("enable deleted after reopen: %v, want ErrDeleted", err)
 	}
 	again, _ := s.Secret(ctx, "k", func() ([]byte, error) { return []byte("second"), nil })
@@ -180,7 +184,7 @@ func testList(t *testing.T, open Opener) {
 		org1 = append(org1, create(t, s, "org-1"))
 		create(t, s, "org-2")
 		if i%3 == 0 {
-			s.Apply(ctx, org1[i].ID, store.ActionDisable)
+			s.Apply(ctx, org1[i].ID, store.ActionDisable, testActor)
 		}
 	}
 	// Page through org-1 two at a time: every connection once, in id order.
@@ -268,7 +272,7 @@ func testConcurrentWriters(t *testing.T, open Opener) {
 			defer wg.Done()
 			for i := range 40 {
 				c := conns[(w+i)%len(conns)]
-				got, changed, err := s.Apply(ctx, c.ID, actions[(w*7+i)%len(actions)])
+				got, changed, err := s.Apply(ctx, c.ID, actions[(w*7+i)%len(actions)], testActor)
 				if err != nil && !errors.Is(err, store.ErrDeleted) {
 					t.Error(err)
 					return
@@ -295,7 +299,7 @@ func testConcurrentWriters(t *testing.T, open Opener) {
 
 func testInvalidInput(t *testing.T, open Opener) {
 	s := open(t, "invalid")
-	_, err := s.Create(context.Background(), store.NewConnection{Name: "", OrgID: "o", UserID: "u"})
+	_, err := s.Create(context.Background(), store.NewConnection{Name: "", OrgID: "o", UserID: "u"}, testActor)
 	if !errors.Is(err, store.ErrInvalid) {
 		t.Errorf("empty name: %v, want ErrInvalid", err)
 	}
@@ -315,10 +319,10 @@ func testChangeLog(t *testing.T, open Opener, logSize int) {
 		t.Fatalf("empty store changes %v, %v", got, err)
 	}
 	a := create(t, s, "org-1")
-	s.Apply(ctx, a.ID, store.ActionDisable)
-	s.Apply(ctx, a.ID, store.ActionDisable) // no-op: not logged
+	s.Apply(ctx, a.ID, store.ActionDisable, testActor)
+	s.Apply(ctx, a.ID, store.ActionDisable, testActor) // no-op: not logged
 	b := create(t, s, "org-2")
-	s.Apply(ctx, b.ID, store.ActionDelete)
+	s.Apply(ctx, b.ID, store.ActionDelete, testActor)
 
 	got, err := s.Changes(ctx, 0, 100)
 	if err != nil {
@@ -349,8 +353,8 @@ func testChangeLog(t *testing.T, open Opener, logSize int) {
 	// Fill past the log's size: the oldest changes go, replay from before
 	// them is refused, replay from what is kept still works.
 	for range logSize {
-		s.Apply(ctx, a.ID, store.ActionEnable)
-		s.Apply(ctx, a.ID, store.ActionDisable)
+		s.Apply(ctx, a.ID, store.ActionEnable, testActor)
+		s.Apply(ctx, a.ID, store.ActionDisable, testActor)
 	}
 	latest, _ := s.Revision(ctx)
 	if _, err := s.Changes(ctx, 0, 10); !errors.Is(err, store.ErrReplayUnavailable) {
@@ -369,13 +373,13 @@ func testChangedSignal(t *testing.T, open Opener) {
 	ctx := context.Background()
 	c := create(t, s, "org-1")
 	ch := s.Changed()
-	s.Apply(ctx, c.ID, store.ActionEnable) // no-op
+	s.Apply(ctx, c.ID, store.ActionEnable, testActor) // no-op
 	select {
 	case <-ch:
 		t.Fatal("a no-op woke watchers")
 	case <-time.After(20 * time.Millisecond):
 	}
-	s.Apply(ctx, c.ID, store.ActionDisable)
+	s.Apply(ctx, c.ID, store.ActionDisable, testActor)
 	select {
 	case <-ch:
 	case <-time.After(time.Second):
@@ -387,5 +391,82 @@ func testChangedSignal(t *testing.T, open Opener) {
 	case <-ch:
 	case <-time.After(time.Second):
 		t.Fatal("a creation did not wake watchers")
+	}
+}
+
+// The audit log: one entry per change, written with it, none for no-ops or
+// refused actions; filtered by organisation or connection, newest first.
+func testAudit(t *testing.T, open Opener) {
+	s := open(t, "audit")
+	ctx := context.Background()
+	alice := store.Actor{ID: "alice", RequestID: "r-1"}
+	a, err := s.Create(ctx, store.NewConnection{Name: "a", OrgID: "org-1", UserID: "u"}, alice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := create(t, s, "org-2")
+	s.Apply(ctx, a.ID, store.ActionDisable, store.Actor{ID: "bob", RequestID: "r-2"})
+	s.Apply(ctx, a.ID, store.ActionDisable, alice) // no-op: no entry
+	s.Apply(ctx, a.ID, store.ActionDelete, alice)
+	if _, _, err := s.Apply(ctx, a.ID, store.ActionEnable, alice); !errors.Is(err, store.ErrDeleted) {
+		t.Fatalf("enable deleted: %v", err) // refused: no entry
+	}
+	s.Apply(ctx, b.ID, store.ActionDisable, testActor)
+
+	org1, next, err := s.Audit(ctx, store.AuditQuery{OrgID: "org-1"})
+	if err != nil || next != 0 {
+		t.Fatalf("Audit: %v, next %d", err, next)
+	}
+	want := []struct {
+		action   string
+		from, to store.Status
+		actor    string
+	}{{"delete", store.StatusDisabled, store.StatusDeleted, "alice"}, {"disable", store.StatusActive, store.StatusDisabled, "bob"}, {"create", "", store.StatusActive, "alice"}}
+	if len(org1) != len(want) {
+		t.Fatalf("org-1 audit %+v, want %d entries", org1, len(want))
+	}
+	for i, w := range want {
+		e := org1[i]
+		if e.Action != w.action || e.FromStatus != w.from || e.ToStatus != w.to || e.ActorID != w.actor || e.ConnectionID != a.ID || e.OrgID != "org-1" || e.Time.IsZero() {
+			t.Errorf("entry %d = %+v, want %+v", i, e, w)
+		}
+	}
+	if org1[1].RequestID != "r-2" {
+		t.Errorf("request id %q", org1[1].RequestID)
+	}
+	got, _ := s.Get(ctx, a.ID)
+	if org1[0].ID != got.Revision {
+		t.Errorf("entry id %d, want the change's revision %d", org1[0].ID, got.Revision)
+	}
+
+	byConn, _, _ := s.Audit(ctx, store.AuditQuery{ConnectionID: b.ID})
+	if len(byConn) != 2 || byConn[0].Action != "disable" || byConn[1].Action != "create" {
+		t.Errorf("by connection: %+v", byConn)
+	}
+	if other, _, _ := s.Audit(ctx, store.AuditQuery{OrgID: "org-1", ConnectionID: b.ID}); len(other) != 0 {
+		t.Errorf("org filter leaked another organisation's entries: %+v", other)
+	}
+	var all []uint64
+	var cursor uint64
+	for range 10 {
+		page, next, err := s.Audit(ctx, store.AuditQuery{Limit: 2, Before: cursor})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range page {
+			all = append(all, e.ID)
+		}
+		if next == 0 {
+			break
+		}
+		cursor = next
+	}
+	if len(all) != 5 {
+		t.Fatalf("paged audit ids %v, want 5", all)
+	}
+	for i := 1; i < len(all); i++ {
+		if all[i] >= all[i-1] {
+			t.Fatalf("audit not newest first: %v", all)
+		}
 	}
 }
