@@ -23,12 +23,12 @@ import (
 // Bucket layout. Keys are chosen so that bbolt's byte order is the listing
 // order: connection ids sort by creation time.
 var (
-	bucketConnections = []byte("connections") // id -> JSON store.Connection
-	bucketByOrg       = []byte("by_org")      // org_id 0x00 id -> empty
-	bucketMeta        = []byte("meta")        // "revision" -> uint64 big-endian
-	bucketSecrets     = []byte("secrets")     // name -> bytes
-	bucketChanges     = []byte("changes")     // revision (uint64 big-endian) -> JSON store.Change
-	bucketAudit       = []byte("audit")       // revision -> JSON store.AuditEntry; never dropped
+	bucketConnections = []byte("connections")   // id -> JSON store.Connection
+	bucketByOrg       = []byte("by_org")        // org_id 0x00 id -> empty
+	bucketMeta        = []byte("meta")          // "revision" -> uint64 big-endian
+	bucketSecrets     = []byte("secrets")       // name -> bytes
+	bucketChanges     = []byte("changes")       // revision (uint64 big-endian) -> JSON store.Change
+	bucketAudit       = []byte("audit")         // revision -> JSON store.AuditEntry; never dropped
 	bucketAuditByOrg  = []byte("audit_by_org")  // org_id 0x00 revision -> empty
 	bucketAuditByConn = []byte("audit_by_conn") // connection id 0x00 revision -> empty
 	keyRevision       = []byte("revision")
