@@ -49,6 +49,8 @@ type Store interface {
 type ListQuery struct {
 	OrgID  string
 	Status Status
+	// UserID keeps only the connections made for this user.
+	UserID string
 	// Limit is the page size; 0 means DefaultListLimit.
 	Limit int
 	// After is the cursor returned by the previous page.

@@ -36,6 +36,18 @@ func (c *Control) listAudit(w http.ResponseWriter, r *http.Request) {
 		}
 		query.Before = n
 	}
+	who := principalOf(r)
+	if query.OrgID == "" && !who.gateway {
+		org, ok := soleOrg(who)
+		if !ok {
+			writeError(w, http.StatusBadRequest, "invalid_request", "org_id is required: say which organisation's audit log to read.")
+			return
+		}
+		query.OrgID = org
+	}
+	if !who.admin && !allowed(w, r, rightAudit, query.OrgID, nil, "") {
+		return
+	}
 	entries, next, err := c.store.Audit(r.Context(), query)
 	if err != nil {
 		c.writeStoreError(w, r, err)

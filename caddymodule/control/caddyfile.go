@@ -27,6 +27,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	connection_control {
 //		store bolt <path>
 //		api_key admin|gateway <key>
+//		principals_file <path>
 //		signing_key <pem file>
 //		issuer <iss>
 //		audience <aud>
@@ -57,13 +58,17 @@ func (c *Control) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if !d.Args(&k.Role, &k.Key) {
 				return d.ArgErr()
 			}
-			if k.Role != string(roleAdmin) && k.Role != string(roleGateway) {
+			if k.Role != "admin" && k.Role != "gateway" {
 				return d.Errf("api_key role %q: want admin or gateway", k.Role)
 			}
 			if d.NextArg() {
 				return d.ArgErr()
 			}
 			c.APIKeys = append(c.APIKeys, k)
+		case "principals_file":
+			if err := cfgargs.One(d, &c.PrincipalsFile); err != nil {
+				return err
+			}
 		case "signing_key":
 			if err := cfgargs.One(d, &c.SigningKeyFile); err != nil {
 				return err

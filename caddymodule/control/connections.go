@@ -44,6 +44,13 @@ func (c *Control) createConnection(w http.ResponseWriter, r *http.Request) {
 	if !decodeBody(w, r, &n) {
 		return
 	}
+	if err := n.Validate(); err != nil {
+		c.writeStoreError(w, r, err)
+		return
+	}
+	if !allowed(w, r, rightCreate, n.OrgID, nil, n.UserID) {
+		return
+	}
 	conn, err := c.store.Create(r.Context(), n, actorOf(r))
 	if err != nil {
 		c.writeStoreError(w, r, err)
@@ -80,6 +87,21 @@ func (c *Control) listConnections(w http.ResponseWriter, r *http.Request) {
 		}
 		query.Limit = n
 	}
+	who := principalOf(r)
+	if query.OrgID == "" && !who.gateway {
+		org, ok := soleOrg(who)
+		if !ok {
+			writeError(w, http.StatusBadRequest, "invalid_request", "org_id is required: say which organisation's connections to list.")
+			return
+		}
+		query.OrgID = org
+	}
+	if !who.admin && !allowed(w, r, rightList, query.OrgID, nil, "") {
+		return
+	}
+	if !who.admin && who.roles[query.OrgID] == roleDeveloper {
+		query.UserID = who.id // developers list only their own
+	}
 	conns, next, err := c.store.List(r.Context(), query)
 	if err != nil {
 		c.writeStoreError(w, r, err)
@@ -92,12 +114,15 @@ func (c *Control) listConnections(w http.ResponseWriter, r *http.Request) {
 }
 
 func (c *Control) getConnection(w http.ResponseWriter, r *http.Request) {
-	if conn, ok := c.loadConnection(w, r); ok {
+	if conn, ok := c.loadConnection(w, r); ok && allowed(w, r, rightView, "", &conn, "") {
 		writeJSON(w, http.StatusOK, connectionBody{conn})
 	}
 }
 
 func (c *Control) getStatus(w http.ResponseWriter, r *http.Request) {
+	if !allowed(w, r, rightReadStatus, "", nil, "") {
+		return
+	}
 	if conn, ok := c.loadConnection(w, r); ok {
 		writeJSON(w, http.StatusOK, statusBody{ID: conn.ID, Status: conn.Status, Revision: conn.Revision})
 	}
@@ -151,6 +176,10 @@ func (c *Control) apply(w http.ResponseWriter, r *http.Request, action store.Act
 	}
 	wait, timeout, ok := waitParams(w, r)
 	if !ok {
+		return
+	}
+	current, ok := c.loadConnection(w, r)
+	if !ok || !allowed(w, r, map[store.Action]right{store.ActionDisable: rightDisable, store.ActionEnable: rightEnable, store.ActionDelete: rightDelete}[action], "", &current, "") {
 		return
 	}
 	conn, changed, err := c.store.Apply(r.Context(), id, action, actorOf(r))

@@ -33,6 +33,11 @@ type Control struct {
 	// as {env.CONNGATE_ADMIN_KEY}, replaced at provisioning.
 	APIKeys []APIKey `json:"api_keys,omitempty"`
 
+	// JSON file of principals: people and gateways, each with the sha-256
+	// of their key and their role in each organisation. Read at every
+	// provisioning, so `caddy reload` picks up changes.
+	PrincipalsFile string `json:"principals_file,omitempty"`
+
 	// PEM file (PKCS #8) with the Ed25519 private key that signs access
 	// tokens. Default: a key generated on first start and kept in the store.
 	SigningKeyFile string `json:"signing_key_file,omitempty"`
@@ -98,7 +103,8 @@ func (c *Control) Provision(ctx caddy.Context) error {
 	c.shutdowns = new(serverShutdowns)
 	c.done = ctx.Done()
 
-	keys, err := newKeyring(caddy.NewReplacer(), c.APIKeys)
+	repl := caddy.NewReplacer()
+	keys, err := newKeyring(repl, c.APIKeys, repl.ReplaceKnown(c.PrincipalsFile, ""))
 	if err != nil {
 		return err
 	}
@@ -131,7 +137,7 @@ func (c *Control) Validate() error {
 	if c.HeartbeatInterval < 0 {
 		return fmt.Errorf("heartbeat_interval must be positive")
 	}
-	if !c.keys.has(roleAdmin) {
+	if !c.keys.hasAdmin() {
 		c.logger.Warn("no admin API key configured: connections cannot be created or changed")
 	}
 	return nil

@@ -74,6 +74,9 @@ func (e eventWriter) flush() error { return e.rc.Flush() }
 //	event: sync    id: <revision>  data: {"revision"}  replay done; live from here
 //	event: reset   id: <revision>  data: {"revision"}  cannot replay: drop what you derived
 func (c *Control) streamEvents(w http.ResponseWriter, r *http.Request) {
+	if !allowed(w, r, rightEvents, "", nil, "") {
+		return
+	}
 	since, resume, err := resumePoint(r)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "invalid_request", err.Error())

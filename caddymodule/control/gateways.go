@@ -150,6 +150,9 @@ type ackBody struct {
 }
 
 func (c *Control) ackGateway(w http.ResponseWriter, r *http.Request) {
+	if !allowed(w, r, rightAck, "", nil, "") {
+		return
+	}
 	id := r.PathValue("id")
 	if !validID(w, "gateway id", id) {
 		return
@@ -166,6 +169,9 @@ func (c *Control) ackGateway(w http.ResponseWriter, r *http.Request) {
 }
 
 func (c *Control) listGateways(w http.ResponseWriter, r *http.Request) {
+	if !allowed(w, r, rightGateways, "", nil, "") {
+		return
+	}
 	latest, err := c.store.Revision(r.Context())
 	if err != nil {
 		c.writeStoreError(w, r, err)

@@ -34,11 +34,12 @@ func requestID(r *http.Request) string {
 	return ""
 }
 
-// operation is one method on one route: the permission it needs and the
-// function that serves it. need 0 means public.
+// operation is one method on one route. Every operation but a public one
+// needs a known key; what the key's principal may do is decided by
+// authorize, called by the operation with what the request is about.
 type operation struct {
-	need  permission
-	serve http.HandlerFunc
+	public bool
+	serve  http.HandlerFunc
 }
 
 // endpoint dispatches on the method, so that a wrong method gets a JSON 405
@@ -54,36 +55,36 @@ func (c *Control) newRoutes() http.Handler {
 		mux.Handle(pattern, endpoint{c: c, ops: ops})
 	}
 	handle("/.well-known/jwks.json", map[string]operation{
-		http.MethodGet: {0, c.serveJWKS},
+		http.MethodGet: {true, c.serveJWKS},
 	})
 	handle("/v1/connections", map[string]operation{
-		http.MethodGet:  {permManage, c.listConnections},
-		http.MethodPost: {permManage, c.createConnection},
+		http.MethodGet:  {false, c.listConnections},
+		http.MethodPost: {false, c.createConnection},
 	})
 	handle("/v1/connections/{id}", map[string]operation{
-		http.MethodGet:    {permManage, c.getConnection},
-		http.MethodDelete: {permManage, c.deleteConnection},
+		http.MethodGet:    {false, c.getConnection},
+		http.MethodDelete: {false, c.deleteConnection},
 	})
 	handle("/v1/connections/{id}/status", map[string]operation{
-		http.MethodGet: {permReadStatus, c.getStatus},
+		http.MethodGet: {false, c.getStatus},
 	})
 	handle("/v1/connections/{id}/disable", map[string]operation{
-		http.MethodPost: {permManage, c.disableConnection},
+		http.MethodPost: {false, c.disableConnection},
 	})
 	handle("/v1/connections/{id}/enable", map[string]operation{
-		http.MethodPost: {permManage, c.enableConnection},
+		http.MethodPost: {false, c.enableConnection},
 	})
 	handle("/v1/events", map[string]operation{
-		http.MethodGet: {permReadStatus, c.streamEvents},
+		http.MethodGet: {false, c.streamEvents},
 	})
 	handle("/v1/audit", map[string]operation{
-		http.MethodGet: {permManage, c.listAudit},
+		http.MethodGet: {false, c.listAudit},
 	})
 	handle("/v1/gateways", map[string]operation{
-		http.MethodGet: {permManage, c.listGateways},
+		http.MethodGet: {false, c.listGateways},
 	})
 	handle("/v1/gateways/{id}/ack", map[string]operation{
-		http.MethodPost: {permReadStatus, c.ackGateway},
+		http.MethodPost: {false, c.ackGateway},
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "No such endpoint: "+r.Method+" "+r.URL.Path+".")
@@ -106,25 +107,15 @@ func (e endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" is not allowed here; use "+strings.Join(allowed, " or ")+".")
 		return
 	}
-	if op.need != 0 {
-		who := e.c.keys.roleOf(r)
-		r = r.WithContext(context.WithValue(r.Context(), actorKey{}, store.Actor{ID: "api_key:" + string(who), RequestID: requestID(r)}))
-		if who == "" {
+	if !op.public {
+		who := e.c.keys.principalOf(r)
+		if who == nil {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="conngate-control"`)
 			writeError(w, http.StatusUnauthorized, "unauthorized", "Send a valid API key as 'Authorization: Bearer <key>'.")
 			return
 		}
-		if !who.may(op.need) {
-			writeError(w, http.StatusForbidden, "forbidden", "The "+string(who)+" key may not do this; it "+describe(who)+".")
-			return
-		}
+		r = withPrincipal(r, who)
+		r = r.WithContext(context.WithValue(r.Context(), actorKey{}, store.Actor{ID: who.id, RequestID: requestID(r)}))
 	}
 	op.serve(w, r)
-}
-
-func describe(r role) string {
-	if r == roleGateway {
-		return "may only read connection statuses and events and acknowledge them"
-	}
-	return "has no right to this action"
 }

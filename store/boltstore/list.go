@@ -26,7 +26,7 @@ func (s *Store) List(_ context.Context, q store.ListQuery) (conns []store.Connec
 			if err != nil {
 				return false, err
 			}
-			if q.Status == "" || c.Status == q.Status {
+			if (q.Status == "" || c.Status == q.Status) && (q.UserID == "" || c.UserID == q.UserID) {
 				conns = append(conns, c)
 			}
 			return len(conns) > limit, nil

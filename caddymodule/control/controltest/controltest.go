@@ -61,6 +61,8 @@ type Options struct {
 	AdminKey, GatewayKey string
 	// Addr to listen on, to restart on the same address (default: a free port).
 	Addr string
+	// PrincipalsFile for principals_file (default: none).
+	PrincipalsFile string
 }
 
 // RandomKey returns a fresh API key.
@@ -68,6 +70,20 @@ func RandomKey() string {
 	b := make([]byte, 24)
 	rand.Read(b) // never fails
 	return hex.EncodeToString(b)
+}
+
+// Provision only provisions a Control module with opts and reports the
+// error, for tests of bad configuration.
+func Provision(t testing.TB, opts Options) error {
+	t.Helper()
+	c := &control.Control{
+		StoreRaw:       caddyconfig.JSONModuleObject(control.BoltStore{Path: filepath.Join(t.TempDir(), "conngate.db")}, "backend", "bolt", nil),
+		APIKeys:        []control.APIKey{{Role: "admin", Key: RandomKey()}},
+		PrincipalsFile: opts.PrincipalsFile,
+	}
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	return c.Provision(ctx)
 }
 
 // Start provisions a Control module and serves it until the test ends.
@@ -90,6 +106,7 @@ func Start(t testing.TB, opts Options) *Server {
 			"backend", "bolt", nil),
 		APIKeys:           []control.APIKey{{Role: "admin", Key: s.AdminKey}, {Role: "gateway", Key: s.GatewayKey}},
 		SigningKeyFile:    keyFile,
+		PrincipalsFile:    opts.PrincipalsFile,
 		Issuer:            s.Issuer,
 		Audience:          s.Audience,
 		HeartbeatInterval: caddy.Duration(opts.Heartbeat),

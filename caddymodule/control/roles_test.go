@@ -1,0 +1,187 @@
+package control_test
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/conngate/conngate/caddymodule/control/controltest"
+	"github.com/conngate/conngate/store"
+)
+
+// writePrincipals writes a principals file with one principal per role in
+// org-1 and a gateway, and returns each one's key.
+func writePrincipals(t *testing.T) (path string, keys map[string]string) {
+	keys = map[string]string{}
+	var entries []map[string]any
+	for _, role := range []string{"owner", "manager", "administrator", "developer", "viewer"} {
+		keys[role] = controltest.RandomKey()
+		sum := sha256.Sum256([]byte(keys[role]))
+		entries = append(entries, map[string]any{"id": role, "name": role, "key_sha256": hex.EncodeToString(sum[:]), "roles": map[string]string{"org-1": role}})
+	}
+	keys["gateway"] = controltest.RandomKey()
+	sum := sha256.Sum256([]byte(keys["gateway"]))
+	entries = append(entries, map[string]any{"id": "edge-1", "name": "Gateway", "key_sha256": hex.EncodeToString(sum[:]), "gateway": true})
+	b, _ := json.Marshal(map[string]any{"principals": entries})
+	path = filepath.Join(t.TempDir(), "principals.json")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path, keys
+}
+
+// The role matrix: every role x every action x own / other organisation,
+// through HTTP against the real handler and store.
+func TestRoleMatrix(t *testing.T) {
+	path, keys := writePrincipals(t)
+	s := controltest.Start(t, controltest.Options{PrincipalsFile: path})
+	keys["admin"] = s.AdminKey
+
+	type cell struct{ own, other int }
+	manage := map[string]cell{
+		"create for another user": {201, 403}, "create for themselves": {201, 403}, "list": {200, 403},
+		"view": {200, 404}, "view their own": {200, 404}, "disable": {200, 404}, "enable": {200, 404}, "delete": {200, 404},
+		"audit": {200, 403}, "status": {403, 403}, "gateways": {403, 403},
+	}
+	matrix := map[string]map[string]cell{
+		"owner": manage, "manager": manage, "administrator": manage,
+		"developer": {
+			"create for another user": {403, 403}, "create for themselves": {201, 403}, "list": {200, 403},
+			"view": {404, 404}, "view their own": {200, 404}, "disable": {403, 404}, "enable": {403, 404}, "delete": {403, 404},
+			"audit": {403, 403}, "status": {403, 403}, "gateways": {403, 403},
+		},
+		"viewer": {
+			"create for another user": {403, 403}, "create for themselves": {403, 403}, "list": {200, 403},
+			"view": {200, 404}, "view their own": {200, 404}, "disable": {403, 404}, "enable": {403, 404}, "delete": {403, 404},
+			"audit": {403, 403}, "status": {403, 403}, "gateways": {403, 403},
+		},
+		"gateway": {
+			"create for another user": {403, 403}, "create for themselves": {403, 403}, "list": {403, 403},
+			"view": {403, 403}, "view their own": {403, 403}, "disable": {403, 403}, "enable": {403, 403}, "delete": {403, 403},
+			"audit": {403, 403}, "status": {200, 200}, "gateways": {403, 403},
+		},
+		"admin": {
+			"create for another user": {201, 201}, "create for themselves": {201, 201}, "list": {200, 200},
+			"view": {200, 200}, "view their own": {200, 200}, "disable": {200, 200}, "enable": {200, 200}, "delete": {200, 200},
+			"audit": {200, 200}, "status": {200, 200}, "gateways": {200, 200},
+		},
+	}
+	// id is the principal's id, the user_id of "their own" connections.
+	id := func(role string) string {
+		switch role {
+		case "gateway":
+			return "edge-1"
+		case "admin":
+			return "api_key:admin"
+		}
+		return role
+	}
+	// newConn makes a connection in org for user, with the admin key.
+	newConn := func(org, user string) string {
+		var c controltest.Created
+		if code := s.Do(t, s.AdminKey, "POST", "/v1/connections", store.NewConnection{Name: "x", OrgID: org, UserID: user}, &c); code != 201 {
+			t.Fatalf("setup create: %d", code)
+		}
+		return c.Connection.ID
+	}
+	do := func(role, action, org string) int {
+		key, me := keys[role], id(role)
+		var out json.RawMessage
+		switch action {
+		case "create for another user":
+			return s.Do(t, key, "POST", "/v1/connections", store.NewConnection{Name: "x", OrgID: org, UserID: "someone"}, &out)
+		case "create for themselves":
+			return s.Do(t, key, "POST", "/v1/connections", store.NewConnection{Name: "x", OrgID: org, UserID: me}, &out)
+		case "list":
+			return s.Do(t, key, "GET", "/v1/connections?org_id="+org, nil, &out)
+		case "view":
+			return s.Do(t, key, "GET", "/v1/connections/"+newConn(org, "someone"), nil, &out)
+		case "view their own":
+			return s.Do(t, key, "GET", "/v1/connections/"+newConn(org, me), nil, &out)
+		case "disable", "enable":
+			return s.Do(t, key, "POST", "/v1/connections/"+newConn(org, me)+"/"+action, nil, &out)
+		case "delete":
+			return s.Do(t, key, "DELETE", "/v1/connections/"+newConn(org, me), nil, &out)
+		case "audit":
+			return s.Do(t, key, "GET", "/v1/audit?org_id="+org, nil, &out)
+		case "status":
+			return s.Do(t, key, "GET", "/v1/connections/"+newConn(org, me)+"/status", nil, &out)
+		case "gateways":
+			return s.Do(t, key, "GET", "/v1/gateways", nil, &out)
+		}
+		t.Fatalf("unknown action %s", action)
+		return 0
+	}
+	for role, row := range matrix {
+		if len(row) != len(manage) {
+			t.Fatalf("row %s has %d cells, want %d", role, len(row), len(manage))
+		}
+		for action, want := range row {
+			t.Run(fmt.Sprintf("%s/%s", role, action), func(t *testing.T) {
+				if got := do(role, action, "org-1"); got != want.own {
+					t.Errorf("own organisation: %d, want %d", got, want.own)
+				}
+				if got := do(role, action, "org-2"); got != want.other {
+					t.Errorf("other organisation: %d, want %d", got, want.other)
+				}
+			})
+		}
+	}
+}
+
+// Lists show only what the caller may see; the audit log names the actor.
+func TestListScopeAndActor(t *testing.T) {
+	path, keys := writePrincipals(t)
+	s := controltest.Start(t, controltest.Options{PrincipalsFile: path})
+	for _, user := range []string{"developer", "someone", "developer"} {
+		s.Do(t, s.AdminKey, "POST", "/v1/connections", store.NewConnection{Name: "x", OrgID: "org-1", UserID: user}, nil)
+	}
+	s.Do(t, s.AdminKey, "POST", "/v1/connections", store.NewConnection{Name: "x", OrgID: "org-2", UserID: "developer"}, nil)
+	var list struct{ Connections []store.Connection }
+	for role, want := range map[string]int{"developer": 2, "viewer": 3, "owner": 3} {
+		// No org_id: each has a role in org-1 only.
+		if code := s.Do(t, keys[role], "GET", "/v1/connections", nil, &list); code != 200 || len(list.Connections) != want {
+			t.Errorf("%s lists %d (status %d), want %d", role, len(list.Connections), code, want)
+		}
+		for _, c := range list.Connections {
+			if c.OrgID != "org-1" || role == "developer" && c.UserID != "developer" {
+				t.Errorf("%s sees %+v", role, c)
+			}
+		}
+	}
+	var c controltest.Created
+	s.Do(t, keys["owner"], "POST", "/v1/connections", store.NewConnection{Name: "x", OrgID: "org-1", UserID: "u"}, &c)
+	var audit struct{ Entries []store.AuditEntry }
+	s.Do(t, keys["owner"], "GET", "/v1/audit?connection_id="+c.Connection.ID, nil, &audit)
+	if len(audit.Entries) != 1 || audit.Entries[0].ActorID != "owner" {
+		t.Fatalf("audit %+v", audit.Entries)
+	}
+}
+
+func TestPrincipalsFileErrors(t *testing.T) {
+	sum := sha256.Sum256([]byte("k"))
+	digest := hex.EncodeToString(sum[:])
+	tests := []struct{ name, json string }{
+		{"not JSON", `{`},
+		{"unknown field", `{"principals": [], "extra": 1}`},
+		{"bad digest", `{"principals": [{"id": "a", "key_sha256": "abc"}]}`},
+		{"bad role", `{"principals": [{"id": "a", "key_sha256": "` + digest + `", "roles": {"org-1": "king"}}]}`},
+		{"duplicate id", `{"principals": [{"id": "a", "key_sha256": "` + digest + `"}, {"id": "a", "key_sha256": "` + hex.EncodeToString(make([]byte, 32)) + `"}]}`},
+		{"same key twice", `{"principals": [{"id": "a", "key_sha256": "` + digest + `"}, {"id": "b", "key_sha256": "` + digest + `"}]}`},
+		{"gateway with roles", `{"principals": [{"id": "a", "key_sha256": "` + digest + `", "gateway": true, "roles": {"o": "owner"}}]}`},
+		{"reserved id", `{"principals": [{"id": "api_key:x", "key_sha256": "` + digest + `"}]}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "p.json")
+			os.WriteFile(path, []byte(tt.json), 0o600)
+			if err := controltest.Provision(t, controltest.Options{PrincipalsFile: path}); err == nil {
+				t.Fatal("provisioned")
+			}
+		})
+	}
+}
