@@ -217,6 +217,18 @@ func TestDemoWalkthrough(t *testing.T) {
 		t.Fatalf("audit actions %v", actions)
 	}
 
+	// The API describes itself.
+	if resp, err := http.Get(d.control + "/v1/openapi.json"); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("openapi.json: %v %v", err, resp)
+	} else {
+		var doc map[string]any
+		json.NewDecoder(resp.Body).Decode(&doc)
+		resp.Body.Close()
+		if doc["openapi"] != "3.1.0" {
+			t.Fatalf("openapi.json: %v", doc["openapi"])
+		}
+	}
+
 	if code, body := d.call(t, "not-a-token"); code != 401 || body["reason"] != "token_invalid" {
 		t.Fatalf("bad token: %d %v", code, body)
 	}

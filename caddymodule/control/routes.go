@@ -49,49 +49,34 @@ type endpoint struct {
 	ops map[string]operation
 }
 
+// routeTable is every route of the control API: pattern, then method. The
+// OpenAPI document must describe exactly these (openapi_test.go checks).
+func (c *Control) routeTable() map[string]map[string]operation {
+	return map[string]map[string]operation{
+		"/.well-known/jwks.json":       {http.MethodGet: {true, c.serveJWKS}},
+		"/v1/openapi.json":             {http.MethodGet: {true, serveOpenAPI}},
+		"/v1/connections":              {http.MethodGet: {false, c.listConnections}, http.MethodPost: {false, c.createConnection}},
+		"/v1/connections/{id}":         {http.MethodGet: {false, c.getConnection}, http.MethodDelete: {false, c.deleteConnection}},
+		"/v1/connections/{id}/status":  {http.MethodGet: {false, c.getStatus}},
+		"/v1/connections/{id}/disable": {http.MethodPost: {false, c.disableConnection}},
+		"/v1/connections/{id}/enable":  {http.MethodPost: {false, c.enableConnection}},
+		"/v1/events":                   {http.MethodGet: {false, c.streamEvents}},
+		"/v1/audit":                    {http.MethodGet: {false, c.listAudit}},
+		"/v1/gateways":                 {http.MethodGet: {false, c.listGateways}},
+		"/v1/gateways/{id}/ack":        {http.MethodPost: {false, c.ackGateway}},
+	}
+}
+
 func (c *Control) newRoutes() http.Handler {
 	mux := http.NewServeMux()
-	handle := func(pattern string, ops map[string]operation) {
+	for pattern, ops := range c.routeTable() {
 		mux.Handle(pattern, endpoint{c: c, ops: ops})
 	}
-	handle("/.well-known/jwks.json", map[string]operation{
-		http.MethodGet: {true, c.serveJWKS},
-	})
-	handle("/v1/connections", map[string]operation{
-		http.MethodGet:  {false, c.listConnections},
-		http.MethodPost: {false, c.createConnection},
-	})
-	handle("/v1/connections/{id}", map[string]operation{
-		http.MethodGet:    {false, c.getConnection},
-		http.MethodDelete: {false, c.deleteConnection},
-	})
-	handle("/v1/connections/{id}/status", map[string]operation{
-		http.MethodGet: {false, c.getStatus},
-	})
-	handle("/v1/connections/{id}/disable", map[string]operation{
-		http.MethodPost: {false, c.disableConnection},
-	})
-	handle("/v1/connections/{id}/enable", map[string]operation{
-		http.MethodPost: {false, c.enableConnection},
-	})
-	handle("/v1/events", map[string]operation{
-		http.MethodGet: {false, c.streamEvents},
-	})
-	handle("/v1/audit", map[string]operation{
-		http.MethodGet: {false, c.listAudit},
-	})
-	handle("/v1/gateways", map[string]operation{
-		http.MethodGet: {false, c.listGateways},
-	})
-	handle("/v1/gateways/{id}/ack", map[string]operation{
-		http.MethodPost: {false, c.ackGateway},
-	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "No such endpoint: "+r.Method+" "+r.URL.Path+".")
 	})
 	return mux
 }
-
 func (e endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	op, ok := e.ops[r.Method]
 	if !ok && r.Method == http.MethodHead {
