@@ -1,0 +1,284 @@
+// Package cli is `caddy connections`: the control API from a terminal or a
+// script, over HTTP.
+package cli
+
+import (
+	"bufio"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+	"github.com/spf13/cobra"
+
+	"github.com/conngate/conngate/store"
+)
+
+// Exit codes scripts can rely on.
+const (
+	exitOK           = 0
+	exitFailed       = 1 // the endpoint could not be reached, or answered an error not below
+	exitUsage        = 2 // wrong arguments or flags, or an invalid request (400)
+	exitNotFound     = 3 // 404: no such connection (or not yours to see)
+	exitConflict     = 4 // 409: the connection is deleted
+	exitUnauthorized = 5 // 401 or 403: no key, a wrong key, or a missing right
+	exitAborted      = 6 // delete not confirmed
+)
+
+func init() {
+	caddycmd.RegisterCommand(caddycmd.Command{
+		Name:  "connections",
+		Usage: "list|show|create|disable|enable|delete|audit|new-key [flags]",
+		Short: "Manages conngate connections through a control endpoint",
+		Long: `Manages conngate connections through the control endpoint's REST API.
+
+The endpoint and key come from --endpoint and --key, or from the environment:
+CONNGATE_ENDPOINT (default http://127.0.0.1:9180) and CONNGATE_KEY (falling back
+to CONNGATE_ADMIN_KEY). Output is a table; --json prints the API's JSON.
+
+Exit codes: 0 done, 1 failed (endpoint unreachable or an unexpected answer),
+2 usage or invalid request, 3 not found, 4 the connection is deleted,
+5 no key, wrong key or missing right, 6 delete not confirmed.`,
+		CobraFunc: setUp,
+	})
+}
+
+func setUp(cmd *cobra.Command) {
+	pf := cmd.PersistentFlags()
+	pf.String("endpoint", "", "control endpoint URL (env CONNGATE_ENDPOINT, default http://127.0.0.1:9180)")
+	pf.String("key", "", "API key (env CONNGATE_KEY, then CONNGATE_ADMIN_KEY)")
+	pf.Bool("json", false, "print JSON instead of a table")
+
+	add := func(use, short string, args cobra.PositionalArgs, run func(*session, []string) (int, error), flags func(*cobra.Command)) {
+		sub := &cobra.Command{Use: use, Short: short, Args: args, SilenceUsage: true, SilenceErrors: true}
+		if flags != nil {
+			flags(sub)
+		}
+		sub.RunE = func(c *cobra.Command, argv []string) error {
+			s, err := newSession(c)
+			code := exitUsage
+			if err == nil {
+				code, err = run(s, argv)
+			}
+			if err != nil {
+				fmt.Fprintln(c.ErrOrStderr(), "error:", err)
+			}
+			if code != exitOK {
+				os.Exit(code)
+			}
+			return nil
+		}
+		cmd.AddCommand(sub)
+	}
+	waitFlag := func(c *cobra.Command) {
+		c.Flags().Bool("wait", false, "return once every gateway has applied the change")
+	}
+
+	add("list", "List connections", cobra.NoArgs, list, func(c *cobra.Command) {
+		c.Flags().String("org", "", "organisation id")
+		c.Flags().String("status", "", "active, disabled or deleted")
+		c.Flags().Int("limit", 0, "page size (1-500)")
+		c.Flags().String("cursor", "", "next_cursor of a previous page")
+	})
+	add("show <id>", "Show one connection", cobra.ExactArgs(1), show, nil)
+	add("create", "Create a connection and print its access token", cobra.NoArgs, create, func(c *cobra.Command) {
+		c.Flags().String("name", "", "name of the app (required)")
+		c.Flags().String("org", "", "organisation id (required)")
+		c.Flags().String("user", "", "user id the connection acts for (required)")
+	})
+	add("disable <id>", "Disable a connection: its token stops working at once", cobra.ExactArgs(1), change("disable"), waitFlag)
+	add("enable <id>", "Enable a connection: the same token works again", cobra.ExactArgs(1), change("enable"), waitFlag)
+	add("delete <id>", "Delete a connection for good (asks first)", cobra.ExactArgs(1), change("delete"), func(c *cobra.Command) {
+		waitFlag(c)
+		c.Flags().Bool("yes", false, "do not ask for confirmation")
+	})
+	add("audit", "Show the audit log, newest first", cobra.NoArgs, audit, func(c *cobra.Command) {
+		c.Flags().String("org", "", "organisation id")
+		c.Flags().String("connection", "", "connection id")
+		c.Flags().Int("limit", 0, "page size (1-500)")
+		c.Flags().String("cursor", "", "next_cursor of a previous page")
+	})
+	add("new-key", "Print a new random key and its principals_file entry", cobra.NoArgs, newKey, func(c *cobra.Command) {
+		c.Flags().String("id", "", "principal id for the entry (required)")
+		c.Flags().String("name", "", "display name for the entry")
+	})
+}
+
+func list(s *session, _ []string) (int, error) {
+	q := url.Values{}
+	for flag, param := range map[string]string{"org": "org_id", "status": "status", "cursor": "cursor"} {
+		if v, _ := s.cmd.Flags().GetString(flag); v != "" {
+			q.Set(param, v)
+		}
+	}
+	if n, _ := s.cmd.Flags().GetInt("limit"); n != 0 {
+		q.Set("limit", fmt.Sprint(n))
+	}
+	var page struct {
+		Connections []store.Connection `json:"connections"`
+		NextCursor  string             `json:"next_cursor"`
+	}
+	raw, code, err := s.call("GET", "/v1/connections?"+q.Encode(), nil, &page)
+	if err != nil {
+		return code, err
+	}
+	if s.json {
+		return s.print(raw)
+	}
+	s.table(connectionRows(page.Connections...)...)
+	if page.NextCursor != "" {
+		fmt.Fprintln(s.out, "more: --cursor", page.NextCursor)
+	}
+	return exitOK, nil
+}
+
+func show(s *session, args []string) (int, error) {
+	var body struct{ Connection store.Connection }
+	raw, code, err := s.call("GET", "/v1/connections/"+url.PathEscape(args[0]), nil, &body)
+	if err != nil {
+		return code, err
+	}
+	if s.json {
+		return s.print(raw)
+	}
+	s.table(connectionRows(body.Connection)...)
+	return exitOK, nil
+}
+
+func create(s *session, _ []string) (int, error) {
+	var n store.NewConnection
+	n.Name, _ = s.cmd.Flags().GetString("name")
+	n.OrgID, _ = s.cmd.Flags().GetString("org")
+	n.UserID, _ = s.cmd.Flags().GetString("user")
+	if n.Name == "" || n.OrgID == "" || n.UserID == "" {
+		return exitUsage, errors.New("--name, --org and --user are required")
+	}
+	var body struct {
+		Connection  store.Connection `json:"connection"`
+		AccessToken string           `json:"access_token"`
+	}
+	raw, code, err := s.call("POST", "/v1/connections", n, &body)
+	if err != nil {
+		return code, err
+	}
+	if s.json {
+		return s.print(raw)
+	}
+	s.table(connectionRows(body.Connection)...)
+	fmt.Fprintln(s.out, "\naccess token (shown once; give it to the app):")
+	fmt.Fprintln(s.out, body.AccessToken)
+	return exitOK, nil
+}
+
+func change(action string) func(*session, []string) (int, error) {
+	return func(s *session, args []string) (int, error) {
+		id := args[0]
+		if action == "delete" {
+			if yes, _ := s.cmd.Flags().GetBool("yes"); !yes {
+				fmt.Fprintf(s.errOut, "Delete connection %s? This cannot be undone: the connection cannot be restored and its app loses access for good.\nType yes to delete: ", id)
+				answer, _ := bufio.NewReader(s.in).ReadString('\n')
+				if strings.TrimSpace(answer) != "yes" {
+					return exitAborted, errors.New("not deleted")
+				}
+			}
+		}
+		method, path := "POST", "/v1/connections/"+url.PathEscape(id)+"/"+action
+		if action == "delete" {
+			method, path = "DELETE", "/v1/connections/"+url.PathEscape(id)
+		}
+		if wait, _ := s.cmd.Flags().GetBool("wait"); wait {
+			path += "?wait=applied"
+		}
+		var body struct {
+			Connection   store.Connection `json:"connection"`
+			Gateways     *int             `json:"gateways"`
+			Acknowledged int              `json:"acknowledged"`
+			Pending      []string         `json:"pending"`
+		}
+		raw, code, err := s.call(method, path, nil, &body)
+		if err != nil {
+			return code, err
+		}
+		if s.json {
+			return s.print(raw)
+		}
+		s.table(connectionRows(body.Connection)...)
+		if body.Gateways != nil {
+			fmt.Fprintf(s.out, "\ngateways: %d acknowledged of %d", body.Acknowledged, *body.Gateways)
+			if len(body.Pending) > 0 {
+				fmt.Fprintf(s.out, " (pending: %s)", strings.Join(body.Pending, ", "))
+			}
+			fmt.Fprintln(s.out)
+		}
+		return exitOK, nil
+	}
+}
+
+func audit(s *session, _ []string) (int, error) {
+	q := url.Values{}
+	for flag, param := range map[string]string{"org": "org_id", "connection": "connection_id", "cursor": "cursor"} {
+		if v, _ := s.cmd.Flags().GetString(flag); v != "" {
+			q.Set(param, v)
+		}
+	}
+	if n, _ := s.cmd.Flags().GetInt("limit"); n != 0 {
+		q.Set("limit", fmt.Sprint(n))
+	}
+	var page struct {
+		Entries    []store.AuditEntry `json:"entries"`
+		NextCursor string             `json:"next_cursor"`
+	}
+	raw, code, err := s.call("GET", "/v1/audit?"+q.Encode(), nil, &page)
+	if err != nil {
+		return code, err
+	}
+	if s.json {
+		return s.print(raw)
+	}
+	rows := [][]string{{"TIME", "ACTOR", "ACTION", "CONNECTION", "FROM", "TO", "REQUEST"}}
+	for _, e := range page.Entries {
+		rows = append(rows, []string{e.Time.Format("2006-01-02 15:04:05"), e.ActorID, e.Action, e.ConnectionID, string(e.FromStatus), string(e.ToStatus), e.RequestID})
+	}
+	s.table(rows...)
+	if page.NextCursor != "" {
+		fmt.Fprintln(s.out, "more: --cursor", page.NextCursor)
+	}
+	return exitOK, nil
+}
+
+func newKey(s *session, _ []string) (int, error) {
+	id, _ := s.cmd.Flags().GetString("id")
+	name, _ := s.cmd.Flags().GetString("name")
+	if err := store.ValidateID("--id", id); err != nil {
+		return exitUsage, err
+	}
+	b := make([]byte, 32)
+	rand.Read(b) // never fails
+	key := hex.EncodeToString(b)
+	sum := sha256.Sum256([]byte(key))
+	entry, _ := json.Marshal(map[string]any{"id": id, "name": name, "key_sha256": hex.EncodeToString(sum[:]), "roles": map[string]string{}})
+	if s.json {
+		out, _ := json.Marshal(map[string]any{"key": key, "principal": json.RawMessage(entry)})
+		return s.print(out)
+	}
+	fmt.Fprintln(s.out, "key (give it to", id+"; it is not stored anywhere):")
+	fmt.Fprintln(s.out, key)
+	fmt.Fprintln(s.out, "\nprincipals_file entry (add the roles, then caddy reload):")
+	fmt.Fprintln(s.out, string(entry))
+	return exitOK, nil
+}
+
+func connectionRows(conns ...store.Connection) [][]string {
+	rows := [][]string{{"ID", "NAME", "ORG", "USER", "STATUS", "CREATED", "UPDATED"}}
+	for _, c := range conns {
+		rows = append(rows, []string{c.ID, c.Name, c.OrgID, c.UserID, string(c.Status),
+			c.CreatedAt.Format("2006-01-02 15:04:05"), c.UpdatedAt.Format("2006-01-02 15:04:05")})
+	}
+	return rows
+}

@@ -1,0 +1,119 @@
+package cli
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+// session is one command run: where to send requests, with which key, and
+// where to write.
+type session struct {
+	cmd      *cobra.Command
+	endpoint string
+	key      string
+	json     bool
+	client   *http.Client
+	in       io.Reader
+	out      io.Writer
+	errOut   io.Writer
+}
+
+func newSession(cmd *cobra.Command) (*session, error) {
+	s := &session{cmd: cmd, client: &http.Client{Timeout: 30 * time.Second}, in: cmd.InOrStdin(), out: cmd.OutOrStdout(), errOut: cmd.ErrOrStderr()}
+	s.endpoint, _ = cmd.Flags().GetString("endpoint")
+	s.key, _ = cmd.Flags().GetString("key")
+	s.json, _ = cmd.Flags().GetBool("json")
+	if s.endpoint == "" {
+		s.endpoint = os.Getenv("CONNGATE_ENDPOINT")
+	}
+	if s.endpoint == "" {
+		s.endpoint = "http://127.0.0.1:9180"
+	}
+	s.endpoint = strings.TrimRight(s.endpoint, "/")
+	if s.key == "" {
+		s.key = os.Getenv("CONNGATE_KEY")
+	}
+	if s.key == "" {
+		s.key = os.Getenv("CONNGATE_ADMIN_KEY")
+	}
+	if s.key == "" && cmd.Name() != "new-key" {
+		return nil, errors.New("no API key: pass --key or set CONNGATE_KEY")
+	}
+	return s, nil
+}
+
+// call sends a request and decodes a 2xx answer into out. On an error
+// answer it returns the exit code for its status and the API's message.
+func (s *session) call(method, path string, body, out any) ([]byte, int, error) {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return nil, exitFailed, err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, s.endpoint+path, rd)
+	if err != nil {
+		return nil, exitUsage, err
+	}
+	req.Header.Set("Authorization", "Bearer "+s.key)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return nil, exitFailed, fmt.Errorf("reaching %s: %w", s.endpoint, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 32<<20))
+	if err != nil {
+		return nil, exitFailed, err
+	}
+	if resp.StatusCode/100 == 2 {
+		if out != nil {
+			if err := json.Unmarshal(raw, out); err != nil {
+				return nil, exitFailed, fmt.Errorf("unexpected answer: %w", err)
+			}
+		}
+		return raw, exitOK, nil
+	}
+	var apiErr struct{ Error, Message string }
+	json.Unmarshal(raw, &apiErr)
+	msg := apiErr.Message
+	if msg == "" {
+		msg = resp.Status
+	}
+	code := map[int]int{400: exitUsage, 401: exitUnauthorized, 403: exitUnauthorized, 404: exitNotFound, 409: exitConflict}[resp.StatusCode]
+	if code == 0 {
+		code = exitFailed
+	}
+	return nil, code, fmt.Errorf("%s (%s)", msg, apiErr.Error)
+}
+
+func (s *session) print(raw []byte) (int, error) {
+	var buf bytes.Buffer
+	if err := json.Indent(&buf, raw, "", "  "); err != nil {
+		return exitFailed, err
+	}
+	fmt.Fprintln(s.out, buf.String())
+	return exitOK, nil
+}
+
+func (s *session) table(rows ...[]string) {
+	tw := tabwriter.NewWriter(s.out, 0, 0, 2, ' ', 0)
+	for _, r := range rows {
+		fmt.Fprintln(tw, strings.Join(r, "\t"))
+	}
+	tw.Flush()
+}
