@@ -82,8 +82,16 @@ func (c *Control) streamEvents(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "invalid_request", err.Error())
 		return
 	}
+	who := principalOf(r)
 	gatewayID := r.URL.Query().Get("gateway_id")
+	if gatewayID == "" && who.named && who.gateway {
+		gatewayID = who.id
+	}
 	if gatewayID != "" && !validID(w, "gateway_id", gatewayID) {
+		return
+	}
+	if gatewayID != "" && !gatewayIDAllowed(who, gatewayID) {
+		writeError(w, http.StatusForbidden, "forbidden", "Gateway "+who.id+" may subscribe only as itself, not as "+gatewayID+".")
 		return
 	}
 	ctx := r.Context()

@@ -157,6 +157,10 @@ func (c *Control) ackGateway(w http.ResponseWriter, r *http.Request) {
 	if !validID(w, "gateway id", id) {
 		return
 	}
+	if !gatewayIDAllowed(principalOf(r), id) {
+		writeError(w, http.StatusForbidden, "forbidden", "Gateway "+principalOf(r).id+" may acknowledge only for itself, not for "+id+".")
+		return
+	}
 	var body ackBody
 	if !decodeBody(w, r, &body) {
 		return

@@ -113,6 +113,13 @@ func allowed(w http.ResponseWriter, r *http.Request, want right, org string, con
 	return true
 }
 
+// gatewayIDAllowed reports whether p may subscribe or acknowledge as gateway
+// id: a gateway of the principals file only as itself, so that one gateway
+// cannot acknowledge changes for another; a shared api_key as any.
+func gatewayIDAllowed(p *principal, id string) bool {
+	return !p.named || p.id == id
+}
+
 // soleOrg is the organisation a request without org_id is about: the only
 // one the principal has a role in. ok is false when that is ambiguous.
 func soleOrg(p *principal) (org string, ok bool) {

@@ -52,7 +52,10 @@ func (r orgRole) manages() bool {
 // principal is who is calling: an api_key, or an entry of the principals
 // file.
 type principal struct {
-	id      string
+	id string
+	// named is true for principals of the principals file: a named gateway
+	// may subscribe and acknowledge only under its own id.
+	named   bool
 	admin   bool // api_key admin: every right in every organisation
 	gateway bool // reads statuses and events and acknowledges them, nothing else
 	roles   map[string]orgRole
@@ -83,6 +86,7 @@ const minKeyLength = 16
 
 func newKeyring(repl *caddy.Replacer, keys []APIKey, principalsPath string) (*keyring, error) {
 	kr := &keyring{}
+	perRole := map[string]int{}
 	for i, k := range keys {
 		if k.Role != "admin" && k.Role != "gateway" {
 			return nil, fmt.Errorf("api_key %d: unknown role %q (want admin or gateway)", i+1, k.Role)
@@ -96,7 +100,14 @@ func newKeyring(repl *caddy.Replacer, keys []APIKey, principalsPath string) (*ke
 		case len(secret) < minKeyLength:
 			return nil, fmt.Errorf("api_key %s: the key is shorter than %d characters; use a random one, e.g. openssl rand -hex 32", k.Role, minKeyLength)
 		}
-		p := &principal{id: "api_key:" + k.Role, admin: k.Role == "admin", gateway: k.Role == "gateway"}
+		// Several keys of a role (say, during a rotation) each get their own
+		// id, so that the audit log tells them apart.
+		perRole[k.Role]++
+		id := "api_key:" + k.Role
+		if n := perRole[k.Role]; n > 1 {
+			id = fmt.Sprintf("%s:%d", id, n)
+		}
+		p := &principal{id: id, admin: k.Role == "admin", gateway: k.Role == "gateway"}
 		if err := kr.add(sha256.Sum256([]byte(secret)), p); err != nil {
 			return nil, fmt.Errorf("api_key %s: %w", k.Role, err)
 		}
@@ -157,7 +168,7 @@ func (kr *keyring) load(path string) error {
 				return fmt.Errorf("%s: role %q in %s: want owner, manager, administrator, developer or viewer", where, role, org)
 			}
 		}
-		if err := kr.add([sha256.Size]byte(raw), &principal{id: e.ID, gateway: e.Gateway, roles: e.Roles}); err != nil {
+		if err := kr.add([sha256.Size]byte(raw), &principal{id: e.ID, named: true, gateway: e.Gateway, roles: e.Roles}); err != nil {
 			return fmt.Errorf("%s: %w", where, err)
 		}
 	}

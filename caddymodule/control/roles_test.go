@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/conngate/conngate/caddymodule/control"
 	"github.com/conngate/conngate/caddymodule/control/controltest"
 	"github.com/conngate/conngate/store"
 )
@@ -183,5 +184,37 @@ func TestPrincipalsFileErrors(t *testing.T) {
 				t.Fatal("provisioned")
 			}
 		})
+	}
+}
+
+// Two keys of one role (a rotation) both work, and the audit log tells them
+// apart.
+func TestTwoKeysOfOneRole(t *testing.T) {
+	first, second := controltest.RandomKey(), controltest.RandomKey()
+	keys := []control.APIKey{{Role: "admin", Key: first}, {Role: "admin", Key: second}}
+	ring, err := control.NewKeyringForTest(keys)
+	if err != nil {
+		t.Fatalf("two admin keys refused: %v", err)
+	}
+	if a, b := ring[first], ring[second]; a == b || a == "" || b == "" {
+		t.Errorf("principal ids %q and %q", a, b)
+	}
+}
+
+// A gateway of the principals file subscribes and acknowledges only as
+// itself.
+func TestNamedGatewayOnlyAsItself(t *testing.T) {
+	path, keys := writePrincipals(t)
+	s := controltest.Start(t, controltest.Options{PrincipalsFile: path})
+	if es := s.Events(t, keys["gateway"], "?gateway_id=someone-else", nil); es.Resp.StatusCode != 403 {
+		t.Errorf("subscribing as another gateway: %d", es.Resp.StatusCode)
+	}
+	es := s.Events(t, keys["gateway"], "", nil) // as itself, implicitly
+	if es.Resp.StatusCode != 200 {
+		t.Fatalf("subscribing as itself: %d", es.Resp.StatusCode)
+	}
+	var e errorBody
+	if code := s.Do(t, keys["gateway"], "POST", "/v1/gateways/someone-else/ack", map[string]int{"revision": 1}, &e); code != 403 {
+		t.Errorf("acknowledging for another gateway: %d", code)
 	}
 }

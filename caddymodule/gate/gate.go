@@ -336,7 +336,8 @@ func (g *Gate) check(repl *caddy.Replacer) error {
 	if strings.ContainsAny(g.Realm, "\"\\") || strings.ContainsFunc(g.Realm, func(r rune) bool { return r < ' ' || r == 0x7f }) {
 		return fmt.Errorf("realm %q must not contain quotes, backslashes or control characters", g.Realm)
 	}
-	if g.CacheSize < 0 || g.TTL < 0 || g.Leeway < 0 || g.ControlTimeout < 0 || g.DisconnectedTTL < 0 || g.StaleIfError < 0 || g.StreamIdleTimeout < 0 {
+	if g.CacheSize < 0 || g.TTL < 0 || g.Leeway < 0 || g.ControlTimeout < 0 || g.DisconnectedTTL < 0 || g.StaleIfError < 0 ||
+		g.StreamIdleTimeout < 0 || g.JWKSRefreshInterval < 0 || g.MaxTokenAge < 0 || g.TokenCacheBytes < 0 {
 		return errors.New("cache_size and durations must not be negative")
 	}
 	if time.Duration(g.ControlTimeout) > MaxControlTimeout {

@@ -40,7 +40,7 @@ func (r *recentChanges) record(c store.Change, now time.Time) {
 				delete(r.byID, id)
 			}
 		}
-		r.oldest = now.Add(-recentWindow)
+		r.oldest = now // what is left is younger than the window: next prune one window on
 	}
 	if prev, ok := r.byID[c.ID]; !ok || c.Revision > prev.revision {
 		r.byID[c.ID] = recentChange{status: c.Status, revision: c.Revision, at: now}

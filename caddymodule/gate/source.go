@@ -57,6 +57,16 @@ type statusSource struct {
 	downSince atomic.Int64 // unix nanoseconds; meaningful while !connected
 	applied   atomic.Uint64
 
+	// writes serialises every write to the cache, and each write waits
+	// until ristretto has stored it. ristretto stores new keys in the
+	// background and drops the second of two queued inserts for one key,
+	// whatever ShouldUpdate says; one write at a time, each visible before
+	// the next, keeps an older status from winning. closed (under writes)
+	// stops writes once Destruct has begun: writing to a closed ristretto
+	// cache panics.
+	writes sync.Mutex
+	closed bool
+
 	idleTimeout time.Duration
 	// eventTTL is the ttl given to entries set from stream events: the ttl
 	// of the gate provisioned last.
@@ -127,6 +137,9 @@ func (s *statusSource) Destruct() error {
 	s.closeOnce.Do(func() {
 		s.stop()
 		<-s.stopped
+		s.writes.Lock()
+		s.closed = true
+		s.writes.Unlock()
 		s.cache.Close()
 	})
 	return nil
@@ -176,25 +189,11 @@ func (s *statusSource) lookup(ctx context.Context, id string, p *freshnessPolicy
 		if err != nil {
 			return nil, err
 		}
-		if rc, ok := s.recent.newer(id, e.revision); ok {
-			e.status, e.revision = rc.status, rc.revision // a change overtook the answer
-		}
-		if s.recent.startedBefore(started) {
-			return e.status, nil // from before a reset: answer, but do not cache
-		}
 		ttl := p.ttl
 		if !s.connected.Load() {
 			ttl = p.disconnectedTTL + p.staleIfError
 		}
-		if e.status == statusUnknown {
-			ttl = min(ttl, unknownTTL)
-		}
-		e.storedAt = time.Now().UnixNano()
-		s.cache.SetWithTTL(id, e, 1, ttl)
-		// Set is asynchronous: wait, so that requests arriving just after
-		// this flight ends find the entry instead of starting another lookup.
-		s.cache.Wait()
-		return e.status, nil
+		return s.store(id, e, ttl, started), nil
 	})
 	select {
 	case res := <-results:
@@ -207,16 +206,53 @@ func (s *statusSource) lookup(ctx context.Context, id string, p *freshnessPolicy
 	}
 }
 
-// apply puts a change from the stream into the cache: no lookup needed.
+// store caches a looked-up status and returns the status to answer with.
+// A change seen on the stream since (recent) wins over the lookup's answer;
+// an answer from before a reset is used for this request but not cached.
+func (s *statusSource) store(id string, e statusEntry, ttl time.Duration, started time.Time) store.Status {
+	s.writes.Lock()
+	defer s.writes.Unlock()
+	if rc, ok := s.recent.newer(id, e.revision); ok {
+		e.status, e.revision = rc.status, rc.revision // a change overtook the answer
+	}
+	if s.closed || s.recent.startedBefore(started) {
+		return e.status
+	}
+	if e.status == statusUnknown {
+		ttl = min(ttl, unknownTTL)
+	}
+	e.storedAt = time.Now().UnixNano()
+	s.cache.SetWithTTL(id, e, 1, ttl)
+	// Wait until it is stored: the next write for this id is then an
+	// update, which ristretto applies at once and checks with ShouldUpdate,
+	// and requests arriving just after this find the entry.
+	s.cache.Wait()
+	return e.status
+}
+
+// apply puts a change from the stream into the cache: no lookup needed. An
+// id not in the cache is only remembered in recent, where a lookup under way
+// for it will find the change.
 func (s *statusSource) apply(c store.Change) {
 	now := time.Now()
+	s.writes.Lock()
+	defer s.writes.Unlock()
 	s.recent.record(c, now)
-	e := statusEntry{id: c.ID, status: c.Status, revision: c.Revision, storedAt: now.UnixNano()}
-	s.cache.SetWithTTL(c.ID, e, 1, time.Duration(s.eventTTL.Load()))
+	if s.closed {
+		return
+	}
+	if cur, ok := s.cache.Get(c.ID); ok && cur.id == c.ID {
+		e := statusEntry{id: c.ID, status: c.Status, revision: c.Revision, storedAt: now.UnixNano()}
+		s.cache.SetWithTTL(c.ID, e, 1, time.Duration(s.eventTTL.Load())) // an update: applied at once
+	}
 }
 
 // reset drops everything derived from the stream before a reset event.
 func (s *statusSource) reset() {
+	s.writes.Lock()
+	defer s.writes.Unlock()
 	s.recent.clearAll(time.Now())
-	s.cache.Clear()
+	if !s.closed {
+		s.cache.Clear()
+	}
 }

@@ -2,6 +2,7 @@ package gate
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -48,5 +49,63 @@ func TestLookupDefersToRecentChange(t *testing.T) {
 	src.cache.Wait()
 	if e, _ := src.cache.Get("conn_a"); e.status != store.StatusDeleted {
 		t.Fatalf("an older status replaced a newer one: %+v", e)
+	}
+}
+
+// Two stream events for one id, or a lookup's write and an event, in either
+// order and at the same time, never leave the older status in the cache.
+func TestLookupAndEventNeverLoseTheNewerStatus(t *testing.T) {
+	src, err := newStatusSource(sourceConfig{controlURL: "http://127.0.0.1:1", controlKey: "k", gatewayID: "g", cacheSize: 10000, idleTimeout: time.Minute},
+		zap.NewNop(), newMetrics())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Destruct()
+	src.eventTTL.Store(int64(time.Hour))
+	started := time.Now()
+	check := func(id string) {
+		t.Helper()
+		src.cache.Wait()
+		if e, ok := src.cache.Get(id); ok && e.status != store.StatusDisabled {
+			t.Fatalf("%s: cached %s at revision %d after a disable at revision 2", id, e.status, e.revision)
+		}
+	}
+	for i := range 300 {
+		// A creation and a disable arriving in one read of the stream.
+		id := fmt.Sprintf("conn_a%d", i)
+		src.apply(store.Change{ID: id, Status: store.StatusActive, Revision: 1})
+		src.apply(store.Change{ID: id, Status: store.StatusDisabled, Revision: 2})
+		check(id)
+		// A lookup answered "active" finishing while the disable arrives.
+		id = fmt.Sprintf("conn_b%d", i)
+		done := make(chan store.Status)
+		go func() {
+			done <- src.store(id, statusEntry{id: id, status: store.StatusActive, revision: 1}, time.Hour, started)
+		}()
+		src.apply(store.Change{ID: id, Status: store.StatusDisabled, Revision: 2})
+		<-done
+		check(id)
+		if st := src.store(id, statusEntry{id: id, status: store.StatusActive, revision: 1}, time.Hour, started); st != store.StatusDisabled {
+			t.Fatalf("%s: a late lookup answered %s", id, st)
+		}
+		check(id)
+	}
+}
+
+// Recording changes stays cheap however many there are (a replay can bring
+// 100,000): pruning must not rescan the whole map on every change.
+func TestRecentChangesScale(t *testing.T) {
+	var r recentChanges
+	t0 := time.Now()
+	r.record(store.Change{ID: "first", Revision: 1}, t0)
+	start := time.Now()
+	for i := range 50_000 {
+		r.record(store.Change{ID: fmt.Sprintf("c%d", i), Revision: uint64(i + 2)}, t0.Add(2*recentWindow))
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Fatalf("50,000 records took %s", took)
+	}
+	if _, ok := r.newer("first", 0); ok {
+		t.Error("a change older than the window was kept")
 	}
 }

@@ -114,8 +114,7 @@ func (s *statusSource) streamOnce(ctx context.Context, resumable *bool) (err err
 			// Acknowledge once what has arrived is applied, not per event:
 			// a replay of thousands of changes makes one ack.
 			if r.Buffered() == 0 {
-				s.cache.Wait() // make the applied statuses visible first
-				acks.offer(s.applied.Load())
+				acks.offer(s.applied.Load()) // apply's writes are already visible
 			}
 		case line[0] == ':': // comment: a heartbeat
 		default:

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -44,6 +45,12 @@ type tokenVerifier struct {
 	cfg        verifierConfig
 	cache      *ristretto.Cache[string, *verified]
 	generation atomic.Uint64
+
+	// closing guards the cache against writes after close: a request still
+	// running when its config is cleaned up must not write to a closed
+	// ristretto cache, which panics.
+	closing sync.RWMutex
+	closed  bool
 }
 
 // claimError is a token whose signature is fine but whose claims are not.
@@ -86,7 +93,12 @@ func newTokenVerifier(keys *keySources, cfg verifierConfig) (*tokenVerifier, err
 // so that a token whose key was dropped from a set stops working.
 func (v *tokenVerifier) keysChanged() { v.generation.Add(1) }
 
-func (v *tokenVerifier) close() { v.cache.Close() }
+func (v *tokenVerifier) close() {
+	v.closing.Lock()
+	v.closed = true
+	v.closing.Unlock()
+	v.cache.Close()
+}
 
 // verify checks raw and returns what it yields.
 func (v *tokenVerifier) verify(ctx context.Context, raw string) (*verified, error) {
@@ -100,7 +112,11 @@ func (v *tokenVerifier) verify(ctx context.Context, raw string) (*verified, erro
 	e, err := v.check(ctx, raw)
 	if err != nil {
 		if hit {
-			v.cache.Del(raw) // expired, or its key is gone: no longer good
+			v.closing.RLock()
+			if !v.closed {
+				v.cache.Del(raw) // expired, or its key is gone: no longer good
+			}
+			v.closing.RUnlock()
 		}
 		return nil, err
 	}
@@ -108,7 +124,11 @@ func (v *tokenVerifier) verify(ctx context.Context, raw string) (*verified, erro
 	// No ristretto TTL: expiry is checked on every hit above (one clock read
 	// instead of ristretto's own), and an expired entry is dropped then;
 	// cost pressure evicts the ones never seen again.
-	v.cache.Set(raw, e, int64(len(raw))+tokenEntryOverhead)
+	v.closing.RLock()
+	if !v.closed {
+		v.cache.Set(raw, e, int64(len(raw))+tokenEntryOverhead)
+	}
+	v.closing.RUnlock()
 	return e, nil
 }
 

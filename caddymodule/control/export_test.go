@@ -1,0 +1,17 @@
+package control
+
+import "github.com/caddyserver/caddy/v2"
+
+// NewKeyringForTest builds a keyring from keys and maps each key to its
+// principal's id.
+func NewKeyringForTest(keys []APIKey) (map[string]string, error) {
+	kr, err := newKeyring(caddy.NewReplacer(), keys, "")
+	if err != nil {
+		return nil, err
+	}
+	ids := map[string]string{}
+	for i, k := range keys {
+		ids[k.Key] = kr.principals[i].id
+	}
+	return ids, nil
+}
