@@ -13,6 +13,10 @@ type Change struct {
 	ID        string    `json:"id"`
 	Status    Status    `json:"status"`
 	ChangedAt time.Time `json:"changed_at"`
+	// OrgID and UserID let a subscriber see only the changes it may: a
+	// person's stream carries only their organisations' connections.
+	OrgID  string `json:"org_id"`
+	UserID string `json:"user_id"`
 }
 
 // ErrReplayUnavailable: the change log cannot replay from the asked revision,

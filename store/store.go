@@ -51,6 +51,9 @@ type ListQuery struct {
 	Status Status
 	// UserID keeps only the connections made for this user.
 	UserID string
+	// Search keeps the connections whose name contains it (ignoring case)
+	// or whose id starts with it.
+	Search string
 	// Limit is the page size; 0 means DefaultListLimit.
 	Limit int
 	// After is the cursor returned by the previous page.

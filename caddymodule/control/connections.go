@@ -71,7 +71,11 @@ func (c *Control) createConnection(w http.ResponseWriter, r *http.Request) {
 
 func (c *Control) listConnections(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	query := store.ListQuery{OrgID: q.Get("org_id"), Status: store.Status(q.Get("status")), After: q.Get("cursor")}
+	query := store.ListQuery{OrgID: q.Get("org_id"), Status: store.Status(q.Get("status")), After: q.Get("cursor"), Search: q.Get("q")}
+	if len(query.Search) > store.MaxNameLength {
+		writeError(w, http.StatusBadRequest, "invalid_request", "q must be at most "+strconv.Itoa(store.MaxNameLength)+" characters.")
+		return
+	}
 	if query.Status != "" && !query.Status.Valid() {
 		writeError(w, http.StatusBadRequest, "invalid_request", "status must be active, disabled or deleted.")
 		return

@@ -70,7 +70,10 @@ func (e eventWriter) flush() error { return e.rc.Flush() }
 // streamEvents is GET /v1/events: every status change as a Server-Sent
 // Event, replayed from Last-Event-ID or ?since=, then live.
 //
-//	event: status  id: <revision>  data: {"id", "status", "revision", "changed_at"}
+//	event: status  id: <revision>  data: {"id", "status", "revision", "changed_at", "org_id", "user_id"}
+//
+// A person's stream carries only the changes of connections they may view.
+//
 //	event: sync    id: <revision>  data: {"revision"}  replay done; live from here
 //	event: reset   id: <revision>  data: {"revision"}  cannot replay: drop what you derived
 func (c *Control) streamEvents(w http.ResponseWriter, r *http.Request) {
@@ -88,6 +91,10 @@ func (c *Control) streamEvents(w http.ResponseWriter, r *http.Request) {
 		gatewayID = who.id
 	}
 	if gatewayID != "" && !validID(w, "gateway_id", gatewayID) {
+		return
+	}
+	if gatewayID != "" && !who.gateway && !who.admin {
+		writeError(w, http.StatusForbidden, "forbidden", "Only gateways subscribe with a gateway_id.")
 		return
 	}
 	if gatewayID != "" && !gatewayIDAllowed(who, gatewayID) {
@@ -143,10 +150,13 @@ func (c *Control) streamEvents(w http.ResponseWriter, r *http.Request) {
 			return // the client reconnects and resumes
 		}
 		for _, ch := range changes {
+			since = ch.Revision
+			if !sees(who, ch) {
+				continue
+			}
 			if out.event(ch.Revision, "status", ch) != nil {
 				return
 			}
-			since = ch.Revision
 		}
 		if len(changes) == replayBatch {
 			continue // more to replay before going live

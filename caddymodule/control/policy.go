@@ -48,6 +48,8 @@ func authorize(p *principal, want right, org string, conn *store.Connection, new
 			return nil
 		}
 		return forbid("A gateway may only read connection statuses and the change stream; it may not " + string(want) + ".")
+	case want == rightEvents:
+		return nil // filtered per change by sees
 	case slices.Contains(gatewayRights, want) || want == rightGateways:
 		return forbid("Only gateways and administrators may " + string(want) + ".")
 	}
@@ -111,6 +113,17 @@ func allowed(w http.ResponseWriter, r *http.Request, want right, org string, con
 		return false
 	}
 	return true
+}
+
+// sees reports whether p may learn of change c on the change stream: admins
+// and gateways see every change, people only those of connections they may
+// view.
+func sees(p *principal, c store.Change) bool {
+	if p.admin || p.gateway {
+		return true
+	}
+	role, ok := p.roles[c.OrgID]
+	return ok && (role != roleDeveloper || c.UserID == p.id)
 }
 
 // gatewayIDAllowed reports whether p may subscribe or acknowledge as gateway

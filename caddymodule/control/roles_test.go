@@ -218,3 +218,48 @@ func TestNamedGatewayOnlyAsItself(t *testing.T) {
 		t.Errorf("acknowledging for another gateway: %d", code)
 	}
 }
+
+// A person's change stream carries only the connections they may view.
+func TestPersonEventsAreFiltered(t *testing.T) {
+	path, keys := writePrincipals(t)
+	s := controltest.Start(t, controltest.Options{PrincipalsFile: path})
+	owner := s.Events(t, keys["owner"], "", nil)
+	developer := s.Events(t, keys["developer"], "", nil)
+	for _, es := range []*controltest.EventStream{owner, developer} {
+		if ev := es.Next(t, wait, false); ev.Name != "sync" {
+			t.Fatalf("first event %+v", ev)
+		}
+	}
+	if es := s.Events(t, keys["owner"], "?gateway_id=owner", nil); es.Resp.StatusCode != 403 {
+		t.Errorf("a person subscribing as a gateway: %d", es.Resp.StatusCode)
+	}
+	create := func(org, user string) string {
+		var c controltest.Created
+		s.Do(t, s.AdminKey, "POST", "/v1/connections", store.NewConnection{Name: "x", OrgID: org, UserID: user}, &c)
+		return c.Connection.ID
+	}
+	otherOrg := create("org-2", "developer")
+	someone := create("org-1", "someone")
+	mine := create("org-1", "developer")
+	s.Act(t, otherOrg, store.ActionDisable)
+	s.Act(t, someone, store.ActionDisable)
+
+	// The owner sees org-1's two creations and one disable, in order.
+	var got []string
+	for range 3 {
+		c := change(t, owner.Next(t, wait, false))
+		got = append(got, c.ID+" "+string(c.Status))
+	}
+	want := []string{someone + " active", mine + " active", someone + " disabled"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("owner's stream %v, want %v", got, want)
+	}
+	// The developer sees only their own connection.
+	if c := change(t, developer.Next(t, wait, false)); c.ID != mine {
+		t.Errorf("developer's stream brought %s, want only %s", c.ID, mine)
+	}
+	s.Act(t, mine, store.ActionDisable)
+	if c := change(t, developer.Next(t, wait, false)); c.ID != mine || c.Status != store.StatusDisabled {
+		t.Errorf("developer's stream brought %+v", c)
+	}
+}

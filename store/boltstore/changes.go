@@ -21,7 +21,7 @@ func revisionKey(rev uint64) []byte {
 // transaction and drops the oldest entries beyond the log's size. Every
 // revision is one change, so the log is contiguous from its oldest entry.
 func (s *Store) logChange(tx *bolt.Tx, c store.Connection) error {
-	v, err := json.Marshal(store.Change{Revision: c.Revision, ID: c.ID, Status: c.Status, ChangedAt: c.UpdatedAt})
+	v, err := json.Marshal(store.Change{Revision: c.Revision, ID: c.ID, Status: c.Status, ChangedAt: c.UpdatedAt, OrgID: c.OrgID, UserID: c.UserID})
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package boltstore
 import (
 	"bytes"
 	"context"
+	"strings"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -19,6 +20,7 @@ func (s *Store) List(_ context.Context, q store.ListQuery) (conns []store.Connec
 	}
 	limit = min(limit, store.MaxListLimit)
 
+	search := strings.ToLower(q.Search)
 	err = s.db.View(func(tx *bolt.Tx) error {
 		// One more than a page tells whether there is a next page.
 		collect := func(id []byte) (bool, error) {
@@ -26,7 +28,7 @@ func (s *Store) List(_ context.Context, q store.ListQuery) (conns []store.Connec
 			if err != nil {
 				return false, err
 			}
-			if (q.Status == "" || c.Status == q.Status) && (q.UserID == "" || c.UserID == q.UserID) {
+			if (q.Status == "" || c.Status == q.Status) && (q.UserID == "" || c.UserID == q.UserID) && matches(c, search) {
 				conns = append(conns, c)
 			}
 			return len(conns) > limit, nil
@@ -44,6 +46,11 @@ func (s *Store) List(_ context.Context, q store.ListQuery) (conns []store.Connec
 		next = conns[limit-1].ID
 	}
 	return conns, next, nil
+}
+
+// matches applies ListQuery.Search; search is already lower case.
+func matches(c store.Connection, search string) bool {
+	return search == "" || strings.HasPrefix(c.ID, search) || strings.Contains(strings.ToLower(c.Name), search)
 }
 
 // walkIndex visits, in key order, the ids of the keys that start with prefix

@@ -229,6 +229,16 @@ func testList(t *testing.T, open Opener) {
 	if len(all) != 14 {
 		t.Errorf("all: %d, want 14", len(all))
 	}
+	found, _, _ := s.List(ctx, store.ListQuery{OrgID: "org-1", Search: org1[2].ID[:len(org1[2].ID)-2]})
+	if len(found) == 0 || found[0].ID != org1[2].ID {
+		t.Errorf("search by id prefix: %+v", found)
+	}
+	if named, _, _ := s.List(ctx, store.ListQuery{Search: "APP"}); len(named) != 14 {
+		t.Errorf("search by name, any case: %d, want 14", len(named))
+	}
+	if none, _, _ := s.List(ctx, store.ListQuery{Search: "zapier"}); len(none) != 0 {
+		t.Errorf("search for an absent name: %d", len(none))
+	}
 	none, next, _ := s.List(ctx, store.ListQuery{OrgID: "org"}) // a prefix of real org ids
 	if len(none) != 0 || next != "" {
 		t.Errorf("org prefix matched %d connections", len(none))
@@ -336,7 +346,7 @@ func testChangeLog(t *testing.T, open Opener, logSize int) {
 		t.Fatalf("log %+v, want %d changes", got, len(want))
 	}
 	for i, w := range want {
-		if got[i].ID != w.id || got[i].Status != w.status || got[i].Revision != uint64(i+1) || got[i].ChangedAt.IsZero() {
+		if got[i].ID != w.id || got[i].Status != w.status || got[i].Revision != uint64(i+1) || got[i].ChangedAt.IsZero() || got[i].OrgID == "" || got[i].UserID == "" {
 			t.Errorf("change %d = %+v, want %s %s at revision %d", i, got[i], w.id, w.status, i+1)
 		}
 	}
