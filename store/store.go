@@ -47,8 +47,9 @@ type Store interface {
 
 // ListQuery filters and pages a listing. Zero values mean "any".
 type ListQuery struct {
-	OrgID  string
-	Status Status
+	OrgID string
+	// Statuses keeps connections in any of these statuses; empty keeps all.
+	Statuses []Status
 	// UserID keeps only the connections made for this user.
 	UserID string
 	// Search keeps the connections whose name contains it (ignoring case)

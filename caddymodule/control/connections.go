@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -71,13 +72,18 @@ func (c *Control) createConnection(w http.ResponseWriter, r *http.Request) {
 
 func (c *Control) listConnections(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	query := store.ListQuery{OrgID: q.Get("org_id"), Status: store.Status(q.Get("status")), After: q.Get("cursor"), Search: q.Get("q")}
+	query := store.ListQuery{OrgID: q.Get("org_id"), After: q.Get("cursor"), Search: q.Get("q")}
+	if v := q.Get("status"); v != "" {
+		for _, st := range strings.Split(v, ",") {
+			if !store.Status(st).Valid() {
+				writeError(w, http.StatusBadRequest, "invalid_request", "status must be active, disabled or deleted, or several of them separated by commas.")
+				return
+			}
+			query.Statuses = append(query.Statuses, store.Status(st))
+		}
+	}
 	if len(query.Search) > store.MaxNameLength {
 		writeError(w, http.StatusBadRequest, "invalid_request", "q must be at most "+strconv.Itoa(store.MaxNameLength)+" characters.")
-		return
-	}
-	if query.Status != "" && !query.Status.Valid() {
-		writeError(w, http.StatusBadRequest, "invalid_request", "status must be active, disabled or deleted.")
 		return
 	}
 	if query.OrgID != "" && !validID(w, "org_id", query.OrgID) || query.After != "" && !validID(w, "cursor", query.After) {

@@ -3,6 +3,7 @@ package boltstore
 import (
 	"bytes"
 	"context"
+	"slices"
 	"strings"
 
 	bolt "go.etcd.io/bbolt"
@@ -28,7 +29,7 @@ func (s *Store) List(_ context.Context, q store.ListQuery) (conns []store.Connec
 			if err != nil {
 				return false, err
 			}
-			if (q.Status == "" || c.Status == q.Status) && (q.UserID == "" || c.UserID == q.UserID) && matches(c, search) {
+			if (len(q.Statuses) == 0 || slices.Contains(q.Statuses, c.Status)) && (q.UserID == "" || c.UserID == q.UserID) && matches(c, search) {
 				conns = append(conns, c)
 			}
 			return len(conns) > limit, nil

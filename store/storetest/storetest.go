@@ -218,12 +218,15 @@ func testList(t *testing.T, open Opener) {
 		}
 	}
 
-	disabled, next, err := s.List(ctx, store.ListQuery{OrgID: "org-1", Status: store.StatusDisabled})
+	disabled, next, err := s.List(ctx, store.ListQuery{OrgID: "org-1", Statuses: []store.Status{store.StatusDisabled}})
 	if err != nil || next != "" {
 		t.Fatalf("List disabled: %v next=%q", err, next)
 	}
 	if len(disabled) != 3 {
 		t.Errorf("disabled in org-1: %d, want 3", len(disabled))
+	}
+	if both, _, _ := s.List(ctx, store.ListQuery{OrgID: "org-1", Statuses: []store.Status{store.StatusDisabled, store.StatusActive}}); len(both) != 7 {
+		t.Errorf("active or disabled in org-1: %d, want 7", len(both))
 	}
 	all, _, _ := s.List(ctx, store.ListQuery{Limit: 100})
 	if len(all) != 14 {
