@@ -64,6 +64,7 @@ func (c *Control) routeTable() map[string]map[string]operation {
 		"/v1/audit":                    {http.MethodGet: {false, c.listAudit}},
 		"/v1/gateways":                 {http.MethodGet: {false, c.listGateways}},
 		"/v1/gateways/{id}/ack":        {http.MethodPost: {false, c.ackGateway}},
+		"/v1/me":                       {http.MethodGet: {false, c.getMe}},
 	}
 }
 
@@ -72,6 +73,12 @@ func (c *Control) newRoutes() http.Handler {
 	for pattern, ops := range c.routeTable() {
 		mux.Handle(pattern, endpoint{c: c, ops: ops})
 	}
+	// The Connections List page; not part of the API.
+	page := serveWeb("index.html", "text/html; charset=utf-8")
+	mux.Handle("GET /{$}", page)
+	mux.Handle("GET /connections", page)
+	mux.Handle("GET /assets/app.js", serveWeb("app.js", "text/javascript; charset=utf-8"))
+	mux.Handle("GET /assets/app.css", serveWeb("app.css", "text/css; charset=utf-8"))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "No such endpoint: "+r.Method+" "+r.URL.Path+".")
 	})
