@@ -227,6 +227,13 @@ func TestConnectionsPage(t *testing.T) {
 		until(t, page, "an error in words", `!document.getElementById("error").hidden && document.getElementById("error").textContent.includes("deleted")`)
 	})
 
+	t.Run("readable at a phone's width", func(t *testing.T) {
+		run(t, page, chromedp.EmulateViewport(390, 844))
+		until(t, page, "no sideways scrolling at 390 px", `document.documentElement.scrollWidth <= 390`)
+		until(t, page, "the menus still there", `document.querySelectorAll(".menu-button").length > 0`)
+		run(t, page, chromedp.EmulateViewport(1280, 900))
+	})
+
 	t.Run("a viewer sees no actions", func(t *testing.T) {
 		viewer := b.tab(t, b.viewerKey)
 		until(t, viewer, "rows listed", `document.querySelectorAll("#rows tr").length >= 1`)
