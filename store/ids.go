@@ -1,9 +1,11 @@
 package store
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/base32"
 	"encoding/binary"
+	"sync"
 	"time"
 )
 
@@ -14,10 +16,34 @@ var idEncoding = base32.NewEncoding("0123456789abcdefghijklmnopqrstuv").WithPadd
 // NewID returns a connection id: "conn_" then 48 bits of millisecond time
 // and 80 random bits. Time first makes listings come out in creation order
 // and keeps inserts at the end of ordered indexes; the random part makes ids
-// unguessable.
+// unguessable. Within one millisecond (or if the clock steps back) the id
+// follows the previous one, so ids made by this process always increase.
 func NewID(now time.Time) string {
 	var b [16]byte
 	binary.BigEndian.PutUint64(b[:8], uint64(now.UnixMilli())<<16)
 	rand.Read(b[6:]) // never fails: crypto/rand panics rather than return short
+	lastID.Lock()
+	defer lastID.Unlock()
+	if bytes.Compare(b[:6], lastID.b[:6]) <= 0 {
+		// Same millisecond or earlier: the previous id plus a random step
+		// of up to 2^32, which keeps the order and most of the randomness.
+		next := lastID.b
+		step := binary.BigEndian.Uint32(b[12:]) | 1
+		lo := binary.BigEndian.Uint64(next[8:])
+		hi := binary.BigEndian.Uint64(next[:8])
+		if lo+uint64(step) < lo {
+			hi++
+		}
+		binary.BigEndian.PutUint64(next[8:], lo+uint64(step))
+		binary.BigEndian.PutUint64(next[:8], hi)
+		b = next
+	}
+	lastID.b = b
 	return "conn_" + idEncoding.EncodeToString(b[:])
+}
+
+// lastID is the last id this process made.
+var lastID struct {
+	sync.Mutex
+	b [16]byte
 }

@@ -15,11 +15,18 @@ func TestNewIDSortsByTimeAndIsUnique(t *testing.T) {
 		t.Errorf("generated id fails validation: %v", err)
 	}
 	seen := map[string]bool{}
+	prev := ""
 	for range 10000 {
-		id := NewID(t0)
+		id := NewID(t0) // all in one millisecond
 		if seen[id] {
 			t.Fatalf("duplicate id %s", id)
 		}
-		seen[id] = true
+		if id <= prev {
+			t.Fatalf("ids made in one millisecond do not increase: %s after %s", id, prev)
+		}
+		seen[id], prev = true, id
+	}
+	if late := NewID(t0.Add(-time.Hour)); late <= prev {
+		t.Fatalf("an id made with an earlier clock went back: %s after %s", late, prev)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -22,9 +23,19 @@ func (s *Store) List(_ context.Context, q store.ListQuery) (conns []store.Connec
 	limit = min(limit, store.MaxListLimit)
 
 	search := strings.ToLower(q.Search)
+	var prefilter []byte
+	if search != "" && !strings.ContainsAny(search, jsonEscaped) && utf8.ValidString(search) {
+		prefilter = []byte(search)
+	}
 	err = s.db.View(func(tx *bolt.Tx) error {
 		// One more than a page tells whether there is a next page.
+		records := tx.Bucket(bucketConnections)
 		collect := func(id []byte) (bool, error) {
+			// Searching decodes only the records whose raw JSON could match:
+			// decoding every record of a large organisation costs far more.
+			if prefilter != nil && !bytes.HasPrefix(id, prefilter) && !bytes.Contains(bytes.ToLower(records.Get(id)), prefilter) {
+				return false, nil
+			}
 			c, err := getConnection(tx, string(id))
 			if err != nil {
 				return false, err
@@ -48,6 +59,11 @@ func (s *Store) List(_ context.Context, q store.ListQuery) (conns []store.Connec
 	}
 	return conns, next, nil
 }
+
+// jsonEscaped are the characters encoding/json may write escaped (besides
+// control characters, which names cannot hold): a search with them cannot be
+// looked for in the raw JSON.
+const jsonEscaped = "<>&\"\\\u2028\u2029"
 
 // matches applies ListQuery.Search; search is already lower case.
 func matches(c store.Connection, search string) bool {
