@@ -16,8 +16,9 @@ var idEncoding = base32.NewEncoding("0123456789abcdefghijklmnopqrstuv").WithPadd
 // NewID returns a connection id: "conn_" then 48 bits of millisecond time
 // and 80 random bits. Time first makes listings come out in creation order
 // and keeps inserts at the end of ordered indexes; the random part makes ids
-// unguessable. Within one millisecond (or if the clock steps back) the id
-// follows the previous one, so ids made by this process always increase.
+// hard to guess. Within one millisecond (or if the clock steps back) the id
+// is the previous one plus a random step of up to 2^48, so ids made by this
+// process always increase and a neighbour is still not guessable from one id.
 func NewID(now time.Time) string {
 	var b [16]byte
 	binary.BigEndian.PutUint64(b[:8], uint64(now.UnixMilli())<<16)
@@ -25,16 +26,15 @@ func NewID(now time.Time) string {
 	lastID.Lock()
 	defer lastID.Unlock()
 	if bytes.Compare(b[:6], lastID.b[:6]) <= 0 {
-		// Same millisecond or earlier: the previous id plus a random step
-		// of up to 2^32, which keeps the order and most of the randomness.
+		// Same millisecond or earlier: the previous id plus a random step.
 		next := lastID.b
-		step := binary.BigEndian.Uint32(b[12:]) | 1
+		step := binary.BigEndian.Uint64(b[8:])>>16 | 1
 		lo := binary.BigEndian.Uint64(next[8:])
 		hi := binary.BigEndian.Uint64(next[:8])
-		if lo+uint64(step) < lo {
+		if lo+step < lo {
 			hi++
 		}
-		binary.BigEndian.PutUint64(next[8:], lo+uint64(step))
+		binary.BigEndian.PutUint64(next[8:], lo+step)
 		binary.BigEndian.PutUint64(next[:8], hi)
 		b = next
 	}

@@ -234,6 +234,11 @@ func TestConnectionsPage(t *testing.T) {
 		run(t, page, chromedp.EmulateViewport(1280, 900))
 	})
 
+	t.Run("signing out leaves nothing on screen", func(t *testing.T) {
+		click(t, page, "#sign-out")
+		until(t, page, "signed out and the rows gone", `!document.getElementById("sign-in").hidden && document.querySelectorAll("#rows tr").length === 0 && sessionStorage.getItem("conngate.key") === null`)
+	})
+
 	t.Run("a viewer sees no actions", func(t *testing.T) {
 		viewer := b.tab(t, b.viewerKey)
 		until(t, viewer, "rows listed", `document.querySelectorAll("#rows tr").length >= 1`)

@@ -85,11 +85,22 @@ func TestCLI(t *testing.T) {
 		{"show an unknown connection", []string{"show", "conn_nope"}, 3},
 		{"wrong key", []string{"list", "--org", "org-1", "--key", "not-the-admin-key-at-all"}, 5},
 		{"missing flags", []string{"create", "--name", "x"}, 2},
+		{"missing argument", []string{"show"}, 2},
+		{"unknown command", []string{"lst"}, 2},
+		{"no command", []string{}, 2},
+		{"unknown flag", []string{"list", "--bogus"}, 2},
+		{"bad flag value", []string{"list", "--limit", "abc"}, 2},
 		{"unreachable endpoint", []string{"list", "--endpoint", "http://127.0.0.1:1"}, 1},
 	} {
 		if out, code := d.cli(t, "", tt.args...); code != tt.code {
 			t.Errorf("%s: exit %d, want %d\n%s", tt.name, code, tt.code, out)
 		}
+	}
+
+	noKey := exec.Command(caddyBin, "connections", "list", "--org", "org-1")
+	noKey.Env = append(isolatedEnv(d.dir), "CONNGATE_ENDPOINT="+d.control)
+	if out, err := noKey.CombinedOutput(); noKey.ProcessState.ExitCode() != 5 || !strings.Contains(string(out), "no API key") {
+		t.Errorf("no key: exit %d, %v\n%s", noKey.ProcessState.ExitCode(), err, out)
 	}
 
 	if out, code := d.cli(t, "", "audit", "--connection", id); code != 0 || strings.Count(out, id) != 3 || !strings.Contains(out, "api_key:admin") {

@@ -50,19 +50,42 @@ Exit codes: 0 done, 1 failed (endpoint unreachable or an unexpected answer),
 }
 
 func setUp(cmd *cobra.Command) {
+	// Usage errors exit 2 and say so: an unknown subcommand, a wrong number
+	// of arguments, a bad flag. (Left to cobra, a typo would print help and
+	// exit 0, and a bad flag would exit 1 silently.)
+	usageError := func(c *cobra.Command, err error) error {
+		fmt.Fprintln(c.ErrOrStderr(), "error:", err)
+		fmt.Fprintln(c.ErrOrStderr(), "run 'caddy connections --help' for usage")
+		os.Exit(exitUsage)
+		return nil
+	}
+	cmd.Args = cobra.ArbitraryArgs
+	cmd.RunE = func(c *cobra.Command, args []string) error {
+		if len(args) > 0 {
+			return usageError(c, fmt.Errorf("unknown command %q", args[0]))
+		}
+		return usageError(c, errors.New("a command is required: list, show, create, disable, enable, delete, audit or new-key"))
+	}
+	cmd.SetFlagErrorFunc(usageError)
 	pf := cmd.PersistentFlags()
 	pf.String("endpoint", "", "control endpoint URL (env CONNGATE_ENDPOINT, default http://127.0.0.1:9180)")
 	pf.String("key", "", "API key (env CONNGATE_KEY, then CONNGATE_ADMIN_KEY)")
 	pf.Bool("json", false, "print JSON instead of a table")
 
 	add := func(use, short string, args cobra.PositionalArgs, run func(*session, []string) (int, error), flags func(*cobra.Command)) {
-		sub := &cobra.Command{Use: use, Short: short, Args: args, SilenceUsage: true, SilenceErrors: true}
+		sub := &cobra.Command{Use: use, Short: short, SilenceUsage: true, SilenceErrors: true}
+		sub.Args = func(c *cobra.Command, a []string) error {
+			if err := args(c, a); err != nil {
+				return usageError(c, err)
+			}
+			return nil
+		}
+		sub.SetFlagErrorFunc(usageError)
 		if flags != nil {
 			flags(sub)
 		}
 		sub.RunE = func(c *cobra.Command, argv []string) error {
-			s, err := newSession(c)
-			code := exitUsage
+			s, code, err := newSession(c)
 			if err == nil {
 				code, err = run(s, argv)
 			}

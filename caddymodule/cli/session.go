@@ -28,7 +28,7 @@ type session struct {
 	errOut   io.Writer
 }
 
-func newSession(cmd *cobra.Command) (*session, error) {
+func newSession(cmd *cobra.Command) (*session, int, error) {
 	s := &session{cmd: cmd, client: &http.Client{Timeout: 30 * time.Second}, in: cmd.InOrStdin(), out: cmd.OutOrStdout(), errOut: cmd.ErrOrStderr()}
 	s.endpoint, _ = cmd.Flags().GetString("endpoint")
 	s.key, _ = cmd.Flags().GetString("key")
@@ -47,9 +47,9 @@ func newSession(cmd *cobra.Command) (*session, error) {
 		s.key = os.Getenv("CONNGATE_ADMIN_KEY")
 	}
 	if s.key == "" && cmd.Name() != "new-key" {
-		return nil, errors.New("no API key: pass --key or set CONNGATE_KEY")
+		return nil, exitUnauthorized, errors.New("no API key: pass --key or set CONNGATE_KEY")
 	}
-	return s, nil
+	return s, exitOK, nil
 }
 
 // call sends a request and decodes a 2xx answer into out. On an error

@@ -43,6 +43,10 @@ func raw(t *testing.T, s *controltest.Server, key, method, path, body string, he
 func TestErrors(t *testing.T) {
 	s := controltest.Start(t, controltest.Options{})
 	live := s.Create(t, "org-1").Connection.ID
+	// A search as long as the longest name, in a script of two-byte letters.
+	if resp, _ := raw(t, s, s.AdminKey, "GET", "/v1/connections?q="+strings.Repeat("%D0%96", 200), ""); resp.StatusCode != 200 {
+		t.Errorf("a 200-letter Cyrillic search: %d", resp.StatusCode)
+	}
 	gone := s.Create(t, "org-1").Connection.ID
 	s.Act(t, gone, store.ActionDelete)
 
@@ -71,6 +75,8 @@ func TestErrors(t *testing.T) {
 		{"missing name", admin, "POST", "/v1/connections", `{"org_id":"o","user_id":"u"}`, 400, "invalid_request"},
 		{"bad org id", admin, "POST", "/v1/connections", `{"name":"a","org_id":"o/1","user_id":"u"}`, 400, "invalid_request"},
 		{"huge body", admin, "POST", "/v1/connections", `{"name":"` + strings.Repeat("a", 70<<10) + `"}`, 413, "request_too_large"},
+		{"huge trailing data", admin, "POST", "/v1/connections", `{"name":"a","org_id":"o","user_id":"u"}` + strings.Repeat(" ", 70<<10), 413, "request_too_large"},
+		{"search too long", admin, "GET", "/v1/connections?q=" + strings.Repeat("a", 201), "", 400, "invalid_request"},
 		{"bad status filter", admin, "GET", "/v1/connections?status=paused", "", 400, "invalid_request"},
 		{"bad limit", admin, "GET", "/v1/connections?limit=0", "", 400, "invalid_request"},
 		{"limit too large", admin, "GET", "/v1/connections?limit=100000", "", 400, "invalid_request"},

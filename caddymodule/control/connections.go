@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"go.uber.org/zap"
 
@@ -82,7 +83,7 @@ func (c *Control) listConnections(w http.ResponseWriter, r *http.Request) {
 			query.Statuses = append(query.Statuses, store.Status(st))
 		}
 	}
-	if len(query.Search) > store.MaxNameLength {
+	if utf8.RuneCountInString(query.Search) > store.MaxNameLength {
 		writeError(w, http.StatusBadRequest, "invalid_request", "q must be at most "+strconv.Itoa(store.MaxNameLength)+" characters.")
 		return
 	}
@@ -259,7 +260,10 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
 	dec.DisallowUnknownFields()
 	err := dec.Decode(v)
 	if err == nil {
-		if extra := dec.Decode(&json.RawMessage{}); extra != io.EOF {
+		var tooLarge *http.MaxBytesError
+		if extra := dec.Decode(&json.RawMessage{}); errors.As(extra, &tooLarge) {
+			err = extra
+		} else if extra != io.EOF {
 			err = errors.New("unexpected data after the JSON object")
 		}
 	}

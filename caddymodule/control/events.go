@@ -40,7 +40,12 @@ func (s *serverShutdowns) of(r *http.Request) <-chan struct{} {
 	if !ok {
 		ch = make(chan struct{})
 		s.closing[srv] = ch
-		srv.RegisterOnShutdown(func() { close(ch) })
+		srv.RegisterOnShutdown(func() {
+			close(ch)
+			s.mu.Lock()
+			delete(s.closing, srv) // servers come and go with reloads
+			s.mu.Unlock()
+		})
 	}
 	return ch
 }
@@ -73,6 +78,8 @@ func (e eventWriter) flush() error { return e.rc.Flush() }
 //	event: status  id: <revision>  data: {"id", "status", "revision", "changed_at", "org_id", "user_id"}
 //
 // A person's stream carries only the changes of connections they may view.
+// Its ids are still store-wide revisions (so resuming works alike for all),
+// which tells a person how many changes happened elsewhere, not which.
 //
 //	event: sync    id: <revision>  data: {"revision"}  replay done; live from here
 //	event: reset   id: <revision>  data: {"revision"}  cannot replay: drop what you derived

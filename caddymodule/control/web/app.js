@@ -88,6 +88,13 @@ function signOut() {
   state.key = "";
   state.me = null;
   if (state.stream) state.stream.abort();
+  // Nothing of this person's may stay on screen for the next one.
+  $("rows").replaceChildren();
+  state.cursors = [""];
+  state.page = 0;
+  state.org = "";
+  $("org-input").value = "";
+  $("search").value = "";
   showError("");
   showSignIn();
 }
@@ -117,13 +124,23 @@ function query() {
   return q;
 }
 
+let loads = 0;
 async function load() {
-  if (!state.org && !(state.me && state.me.admin)) return;
+  if (!state.org && !(state.me && state.me.admin)) {
+    $("rows").replaceChildren();
+    return;
+  }
+  // Only the latest request may render: an older one (a previous search, or
+  // a previous person's) finishing late is dropped.
+  const mine = ++loads;
+  const key = state.key;
   try {
     const body = await api("GET", "/v1/connections?" + query());
+    if (mine !== loads || key !== state.key) return;
     state.next = body.next_cursor;
     render(body.connections);
   } catch (e) {
+    if (mine !== loads || key !== state.key) return;
     if (e.status === 401) signOut();
     showError(e.message);
   }
