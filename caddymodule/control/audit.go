@@ -20,13 +20,9 @@ func (c *Control) listAudit(w http.ResponseWriter, r *http.Request) {
 	if query.OrgID != "" && !validID(w, "org_id", query.OrgID) || query.ConnectionID != "" && !validID(w, "connection_id", query.ConnectionID) {
 		return
 	}
-	if s := q.Get("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > store.MaxListLimit {
-			writeError(w, http.StatusBadRequest, "invalid_request", "limit must be a whole number from 1 to "+strconv.Itoa(store.MaxListLimit)+".")
-			return
-		}
-		query.Limit = n
+	var ok bool
+	if query.Limit, ok = limitParam(w, r); !ok {
+		return
 	}
 	if s := q.Get("cursor"); s != "" {
 		n, err := strconv.ParseUint(s, 10, 64)
@@ -36,16 +32,7 @@ func (c *Control) listAudit(w http.ResponseWriter, r *http.Request) {
 		}
 		query.Before = n
 	}
-	who := principalOf(r)
-	if query.OrgID == "" && !who.gateway {
-		org, ok := soleOrg(who)
-		if !ok {
-			writeError(w, http.StatusBadRequest, "invalid_request", "org_id is required: say which organisation's audit log to read.")
-			return
-		}
-		query.OrgID = org
-	}
-	if !who.admin && !allowed(w, r, rightAudit, query.OrgID, nil, "") {
+	if query.OrgID, ok = orgScope(w, r, query.OrgID, rightAudit); !ok {
 		return
 	}
 	entries, next, err := c.store.Audit(r.Context(), query)

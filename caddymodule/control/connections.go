@@ -90,26 +90,14 @@ func (c *Control) listConnections(w http.ResponseWriter, r *http.Request) {
 	if query.OrgID != "" && !validID(w, "org_id", query.OrgID) || query.After != "" && !validID(w, "cursor", query.After) {
 		return
 	}
-	if s := q.Get("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > store.MaxListLimit {
-			writeError(w, http.StatusBadRequest, "invalid_request", "limit must be a whole number from 1 to "+strconv.Itoa(store.MaxListLimit)+".")
-			return
-		}
-		query.Limit = n
-	}
-	who := principalOf(r)
-	if query.OrgID == "" && !who.gateway {
-		org, ok := soleOrg(who)
-		if !ok {
-			writeError(w, http.StatusBadRequest, "invalid_request", "org_id is required: say which organisation's connections to list.")
-			return
-		}
-		query.OrgID = org
-	}
-	if !who.admin && !allowed(w, r, rightList, query.OrgID, nil, "") {
+	var ok bool
+	if query.Limit, ok = limitParam(w, r); !ok {
 		return
 	}
+	if query.OrgID, ok = orgScope(w, r, query.OrgID, rightList); !ok {
+		return
+	}
+	who := principalOf(r)
 	if !who.admin && who.roles[query.OrgID] == roleDeveloper {
 		query.UserID = who.id // developers list only their own
 	}
