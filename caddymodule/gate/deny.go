@@ -29,6 +29,7 @@ const statusUnknown store.Status = "unknown"
 var (
 	denyNoToken     = &denial{http.StatusUnauthorized, "", "", "token_missing"}
 	denyUnavailable = &denial{http.StatusServiceUnavailable, "", "", "status_unavailable"}
+	denyNoKeysYet   = &denial{http.StatusServiceUnavailable, "", "", "keys_unavailable"}
 	denyDisabled    = &denial{http.StatusUnauthorized, "invalid_token", "connection disabled", "connection_disabled"}
 	denyDeleted     = &denial{http.StatusUnauthorized, "invalid_token", "connection deleted", "connection_deleted"}
 	denyUnknown     = &denial{http.StatusUnauthorized, "invalid_token", "connection unknown", "connection_unknown"}
@@ -53,6 +54,9 @@ func denyForStatus(st store.Status) *denial {
 // wrong with the token, in words taken from a fixed list: nothing the client
 // sent is echoed back.
 func tokenInvalid(err error) *denial {
+	if errors.Is(err, errKeysUnavailable) {
+		return denyNoKeysYet
+	}
 	var desc string
 	var claimErr *claimError
 	switch {
@@ -97,7 +101,7 @@ func (g *Gate) deny(w http.ResponseWriter, d *denial, cid string) error {
 	h := w.Header()
 	switch {
 	case d.status == http.StatusServiceUnavailable:
-		h.Set("Retry-After", "2")
+		h.Set("Retry-After", "2") // both 503s: status lookups and key sets are retried within seconds
 	case d.code == "":
 		h.Set("WWW-Authenticate", `Bearer realm="`+g.Realm+`"`)
 	default:

@@ -40,6 +40,7 @@ type jwksSet struct {
 	logger   *zap.Logger
 	onChange func() // called when a fetch brings a different key set
 
+	loaded       atomic.Bool // a fetch has succeeded at least once
 	flights      singleflight.Group
 	lastOnDemand atomic.Int64 // unix nanoseconds of the last unknown-kid refresh
 	mu           sync.Mutex
@@ -122,6 +123,7 @@ func (s *jwksSet) refresh(ctx context.Context) error {
 	if len(keys) == 0 && len(set.Keys) > 0 {
 		return errors.New("no usable key in the key set")
 	}
+	defer s.loaded.Store(true)
 	digest := sha256.Sum256(bytes.TrimSpace(body))
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -132,3 +132,29 @@ func TestJWKSNeverStallsTraffic(t *testing.T) {
 		t.Errorf("an unknown kid waited %s for a hanging provider; the bound is %s", took, jwksWaitMax)
 	}
 }
+
+// While no key set has ever been fetched, a token cannot be judged: 503 with
+// Retry-After, not a 401 that a client could take to mean its token is dead.
+func TestKeysNotFetchedYetIs503(t *testing.T) {
+	s := controltest.Start(t, controltest.Options{})
+	conn := s.Create(t, "org-1").Connection.ID
+	signer1, _, _, _ := newSigners()
+	jwks := newJWKSServer(t, signer1)
+	jwks.failing.Store(true)
+	g := newGate(t, s, func(g *Gate) {
+		g.JWKSURLs = []string{jwks.URL}
+		g.Algorithms = []string{"RS256"}
+		g.JWKSRefreshInterval = 3600e9
+	})
+	tok := signer1.sign(t, jwt.MapClaims{"cid": conn, "iss": s.Issuer, "aud": s.Audience, "exp": time.Now().Add(time.Hour).Unix()}, nil)
+	res := send(t, g, bearer(tok))
+	if res.status != 503 || res.body.Reason != "keys_unavailable" || res.header.Get("Retry-After") == "" || res.upstream != nil {
+		t.Fatalf("provider down since start: %d %+v", res.status, res.body)
+	}
+	jwks.failing.Store(false)
+	allowOnDemandRefresh(g)
+	expectStatus(t, g, tok, 200, "")
+	// Once a set has loaded, an unknown key is the token's problem: 401.
+	allowOnDemandRefresh(g)
+	expectStatus(t, g, signer{"other", jwt.SigningMethodRS256, signer1.key}.sign(t, jwt.MapClaims{"cid": conn, "iss": s.Issuer, "aud": s.Audience, "exp": time.Now().Add(time.Hour).Unix()}, nil), 401, "token_invalid")
+}

@@ -30,7 +30,11 @@ const minHMACSecret = 32
 // Errors a key lookup returns; tokenInvalid turns them into descriptions.
 var (
 	errNoKey = errors.New("no key to verify the token")
-	errCrit  = errors.New("critical header not understood")
+	// errKeysUnavailable: no key fits, but a key set has never been
+	// fetched, so the token may well be good: the answer is 503, not a 401
+	// that a client could take to mean its token is dead.
+	errKeysUnavailable = errors.New("verification keys not fetched yet")
+	errCrit            = errors.New("critical header not understood")
 )
 
 // keySources holds every key a gate verifies with. The key handed to the JWT
@@ -75,10 +79,22 @@ func (k *keySources) keyfunc(ctx context.Context) jwt.Keyfunc {
 			set.Keys = append(set.Keys, k.allFromJWKS(ctx, alg)...)
 		}
 		if len(set.Keys) == 0 {
+			if k.someSetNeverLoaded() {
+				return nil, errKeysUnavailable
+			}
 			return nil, errNoKey
 		}
 		return set, nil
 	}
+}
+
+func (k *keySources) someSetNeverLoaded() bool {
+	for _, s := range k.jwks {
+		if !s.loaded.Load() {
+			return true
+		}
+	}
+	return false
 }
 
 // fromJWKS finds the kid in the key sets, refreshing them once (bounded

@@ -2,6 +2,7 @@ package gate
 
 import (
 	"errors"
+	"net/http"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -84,7 +85,7 @@ func (m *metrics) register(reg prometheus.Registerer) error {
 
 func (m *metrics) denied(d *denial) {
 	result := "denied"
-	if d == denyUnavailable {
+	if d.status == http.StatusServiceUnavailable {
 		result = "unavailable"
 	}
 	m.decisions.WithLabelValues(result, d.reason).Inc()
