@@ -308,6 +308,8 @@ func TestRestartAndReload(t *testing.T) {
 	if resp.StatusCode != 200 {
 		t.Fatalf("reload: %d %s", resp.StatusCode, msg)
 	}
+	// The old config's server closed its connections; do not reuse one.
+	http.DefaultClient.CloseIdleConnections()
 	// The reload ended the old control handler's streams; the gateway, whose
 	// cache and stream outlive the reload, resumes on the new one. One
 	// gateway, one stream: the reload did not open a second.

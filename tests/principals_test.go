@@ -83,6 +83,8 @@ func TestPrincipalsThroughTheBinary(t *testing.T) {
 	if code, body := do(t, req); code != 200 {
 		t.Fatalf("reload: %d %v", code, body)
 	}
+	// The old config's server closed its connections; do not reuse one.
+	http.DefaultClient.CloseIdleConnections()
 	if code, body := as(viewer, "POST", "/v1/connections/"+id+"/enable", ""); code != 200 {
 		t.Fatalf("after promotion and reload: %d %v", code, body)
 	}

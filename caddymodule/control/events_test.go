@@ -206,7 +206,11 @@ func TestWaitApplied(t *testing.T) {
 	deadline := time.Now().Add(wait)
 	for {
 		s.Do(t, s.AdminKey, "GET", "/v1/gateways", nil, &list)
-		if len(list.Gateways) == 3 && list.Gateways[2].AppliedRevision == c.Revision || time.Now().After(deadline) {
+		allApplied := len(list.Gateways) == 3
+		for _, g := range list.Gateways {
+			allApplied = allApplied && g.AppliedRevision == c.Revision
+		}
+		if allApplied || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(10 * time.Millisecond)
