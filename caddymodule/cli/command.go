@@ -134,15 +134,7 @@ func setUp(cmd *cobra.Command) {
 }
 
 func list(s *session, _ []string) (int, error) {
-	q := url.Values{}
-	for flag, param := range map[string]string{"org": "org_id", "status": "status", "cursor": "cursor"} {
-		if v, _ := s.cmd.Flags().GetString(flag); v != "" {
-			q.Set(param, v)
-		}
-	}
-	if n, _ := s.cmd.Flags().GetInt("limit"); n != 0 {
-		q.Set("limit", fmt.Sprint(n))
-	}
+	q := s.pageQuery(map[string]string{"org": "org_id", "status": "status"})
 	var page struct {
 		Connections []store.Connection `json:"connections"`
 		NextCursor  string             `json:"next_cursor"`
@@ -244,15 +236,7 @@ func change(action string) func(*session, []string) (int, error) {
 }
 
 func audit(s *session, _ []string) (int, error) {
-	q := url.Values{}
-	for flag, param := range map[string]string{"org": "org_id", "connection": "connection_id", "cursor": "cursor"} {
-		if v, _ := s.cmd.Flags().GetString(flag); v != "" {
-			q.Set(param, v)
-		}
-	}
-	if n, _ := s.cmd.Flags().GetInt("limit"); n != 0 {
-		q.Set("limit", fmt.Sprint(n))
-	}
+	q := s.pageQuery(map[string]string{"org": "org_id", "connection": "connection_id"})
 	var page struct {
 		Entries    []store.AuditEntry `json:"entries"`
 		NextCursor string             `json:"next_cursor"`

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -99,6 +100,22 @@ func (s *session) call(method, path string, body, out any) ([]byte, int, error) 
 		code = exitFailed
 	}
 	return nil, code, fmt.Errorf("%s (%s)", msg, apiErr.Error)
+}
+
+// pageQuery turns the filter flags (flag name -> query parameter) and the
+// paging flags --cursor and --limit into a listing's query.
+func (s *session) pageQuery(filters map[string]string) url.Values {
+	q := url.Values{}
+	filters["cursor"] = "cursor"
+	for flag, param := range filters {
+		if v, _ := s.cmd.Flags().GetString(flag); v != "" {
+			q.Set(param, v)
+		}
+	}
+	if n, _ := s.cmd.Flags().GetInt("limit"); n != 0 {
+		q.Set("limit", fmt.Sprint(n))
+	}
+	return q
 }
 
 func (s *session) print(raw []byte) (int, error) {
