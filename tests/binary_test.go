@@ -127,3 +127,13 @@ func (p *caddyProcess) stop() (graceful bool) {
 		return false
 	}
 }
+
+// writeSite writes caddyfile as dir/Caddyfile, creating dir.
+func writeSite(t testing.TB, dir, caddyfile string) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "Caddyfile"), []byte(caddyfile), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}

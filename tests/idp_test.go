@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -60,9 +59,7 @@ func TestIdentityProviderTokens(t *testing.T) {
 	}
 }
 `, gw, control, strings.TrimPrefix(upstream.URL, "http://"), ctl, filepath.Join(dir, "conngate.db"))
-	if err := os.WriteFile(filepath.Join(dir, "Caddyfile"), []byte(caddyfile), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeSite(t, dir, caddyfile)
 	d := &demo{control: control, adminKey: controltest.RandomKey(), gateway: fmt.Sprintf("http://127.0.0.1:%d", gw)}
 	env := isolatedEnv(dir, "CONNGATE_ADMIN_KEY="+d.adminKey, "CONNGATE_GATEWAY_KEY="+controltest.RandomKey(), "JWT_SECRET="+secret)
 	startCaddy(t, dir, env, control+"/.well-known/jwks.json")

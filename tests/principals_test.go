@@ -43,7 +43,7 @@ func TestPrincipalsThroughTheBinary(t *testing.T) {
 	}
 }
 `, adm, ctl, filepath.Join(dir, "conngate.db"), filepath.Join(dir, "principals.json"))
-	os.WriteFile(filepath.Join(dir, "Caddyfile"), []byte(caddyfile), 0o600)
+	writeSite(t, dir, caddyfile)
 	startCaddy(t, dir, isolatedEnv(dir, "CONNGATE_ADMIN_KEY="+d.adminKey), d.control+"/.well-known/jwks.json")
 
 	as := func(key, method, path, body string) (int, map[string]any) {
