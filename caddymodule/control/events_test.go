@@ -10,12 +10,13 @@ import (
 	"time"
 
 	"github.com/conngate/conngate/caddymodule/control/controltest"
+	"github.com/conngate/conngate/caddymodule/controlapi"
 	"github.com/conngate/conngate/store"
 )
 
 const wait = 3 * time.Second
 
-func change(t *testing.T, ev controltest.Event) store.Change {
+func change(t *testing.T, ev controlapi.Event) store.Change {
 	t.Helper()
 	if ev.Name != "status" {
 		t.Fatalf("event %+v, want a status event", ev)
@@ -175,8 +176,8 @@ func subscribeGateway(t *testing.T, s *controltest.Server, id string) *fakeGatew
 	return g
 }
 
-func (g *fakeGateway) streamEvents() <-chan controltest.Event {
-	out := make(chan controltest.Event)
+func (g *fakeGateway) streamEvents() <-chan controlapi.Event {
+	out := make(chan controlapi.Event)
 	go func() {
 		defer close(out)
 		for {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/conngate/conngate/caddymodule/control"
 	"github.com/conngate/conngate/caddymodule/control/controltest"
+	"github.com/conngate/conngate/caddymodule/controlapi"
 	"github.com/conngate/conngate/store"
 )
 
@@ -83,7 +84,7 @@ func TestRoleMatrix(t *testing.T) {
 	}
 	// newConn makes a connection in org for user, with the admin key.
 	newConn := func(org, user string) string {
-		var c controltest.Created
+		var c controlapi.Created
 		if code := s.Do(t, s.AdminKey, "POST", "/v1/connections", store.NewConnection{Name: "x", OrgID: org, UserID: user}, &c); code != 201 {
 			t.Fatalf("setup create: %d", code)
 		}
@@ -154,7 +155,7 @@ func TestListScopeAndActor(t *testing.T) {
 			}
 		}
 	}
-	var c controltest.Created
+	var c controlapi.Created
 	s.Do(t, keys["owner"], "POST", "/v1/connections", store.NewConnection{Name: "x", OrgID: "org-1", UserID: "u"}, &c)
 	var audit struct{ Entries []store.AuditEntry }
 	s.Do(t, keys["owner"], "GET", "/v1/audit?connection_id="+c.Connection.ID, nil, &audit)
@@ -234,7 +235,7 @@ func TestPersonEventsAreFiltered(t *testing.T) {
 		t.Errorf("a person subscribing as a gateway: %d", es.Resp.StatusCode)
 	}
 	create := func(org, user string) string {
-		var c controltest.Created
+		var c controlapi.Created
 		s.Do(t, s.AdminKey, "POST", "/v1/connections", store.NewConnection{Name: "x", OrgID: org, UserID: user}, &c)
 		return c.Connection.ID
 	}

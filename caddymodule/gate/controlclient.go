@@ -1,17 +1,16 @@
 package gate
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"strconv"
-	"strings"
 	"time"
 
-	"github.com/conngate/conngate/store"
+	"github.com/conngate/conngate/caddymodule/controlapi"
 )
 
 // controlClient asks the control endpoint for connection statuses.
@@ -38,18 +37,11 @@ func newControlClient(base, key string) *controlClient {
 	}
 }
 
-// statusAnswer is the body of GET /v1/connections/{id}/status.
-type statusAnswer struct {
-	ID       string       `json:"id"`
-	Status   store.Status `json:"status"`
-	Revision uint64       `json:"revision"`
-}
-
 // status returns the connection's status and its revision, statusUnknown
 // for an id the control endpoint does not know, or an error when it cannot
 // tell.
 func (c *controlClient) status(ctx context.Context, id string) (statusEntry, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/v1/connections/"+url.PathEscape(id)+"/status", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+controlapi.StatusPath(id), nil)
 	if err != nil {
 		return statusEntry{}, err
 	}
@@ -66,7 +58,7 @@ func (c *controlClient) status(ctx context.Context, id string) (statusEntry, err
 	}
 	switch resp.StatusCode {
 	case http.StatusOK:
-		var a statusAnswer
+		var a controlapi.StatusBody
 		if err := json.Unmarshal(body, &a); err != nil {
 			return statusEntry{}, fmt.Errorf("status lookup: decoding answer: %w", err)
 		}
@@ -77,8 +69,8 @@ func (c *controlClient) status(ctx context.Context, id string) (statusEntry, err
 	case http.StatusNotFound, http.StatusBadRequest:
 		// 400 is an id the control endpoint rejects as malformed: no
 		// connection can have it.
-		var e struct{ Error string }
-		if json.Unmarshal(body, &e) == nil && (e.Error == "connection_not_found" || e.Error == "invalid_request") {
+		var e controlapi.Error
+		if json.Unmarshal(body, &e) == nil && (e.Code == controlapi.CodeConnectionNotFound || e.Code == controlapi.CodeInvalidRequest) {
 			return statusEntry{id: id, status: statusUnknown}, nil
 		}
 	}
@@ -88,8 +80,11 @@ func (c *controlClient) status(ctx context.Context, id string) (statusEntry, err
 // ack tells the control endpoint that this gateway has applied every change
 // up to revision.
 func (c *controlClient) ack(ctx context.Context, gatewayID string, revision uint64) error {
-	body := strings.NewReader(`{"revision":` + strconv.FormatUint(revision, 10) + `}`)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/v1/gateways/"+url.PathEscape(gatewayID)+"/ack", body)
+	body, err := json.Marshal(controlapi.Ack{Revision: revision})
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+controlapi.AckPath(gatewayID), bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
@@ -109,7 +104,7 @@ func (c *controlClient) ack(ctx context.Context, gatewayID string, revision uint
 
 // events opens the change stream, resuming after revision when resume is set.
 func (c *controlClient) events(ctx context.Context, gatewayID string, after uint64, resume bool) (*http.Response, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/v1/events?gateway_id="+url.QueryEscape(gatewayID), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+controlapi.EventsPathFor(gatewayID), nil)
 	if err != nil {
 		return nil, err
 	}

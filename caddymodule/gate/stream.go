@@ -1,8 +1,6 @@
 package gate
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,6 +13,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/conngate/conngate/caddymodule/controlapi"
 	"github.com/conngate/conngate/store"
 )
 
@@ -93,10 +92,9 @@ func (s *statusSource) streamOnce(ctx context.Context, resumable *bool) (err err
 	defer idle.Stop()
 	acks := s.startAcker(sctx)
 
-	r := bufio.NewReaderSize(resp.Body, 64<<10)
-	var ev sseEvent
+	events := controlapi.NewEventReader(resp.Body)
 	for {
-		line, err := r.ReadSlice('\n')
+		ev, err := events.Next()
 		if err != nil {
 			if cause := context.Cause(sctx); cause != nil {
 				err = cause
@@ -104,65 +102,46 @@ func (s *statusSource) streamOnce(ctx context.Context, resumable *bool) (err err
 			return fmt.Errorf("reading change stream: %w", err)
 		}
 		idle.Reset(s.idleTimeout)
-		line = bytes.TrimRight(line, "\r\n")
-		switch {
-		case len(line) == 0:
-			if err := s.dispatch(ev, resumable); err != nil {
-				return err
-			}
-			ev = sseEvent{}
-			// Acknowledge once what has arrived is applied, not per event:
-			// a replay of thousands of changes makes one ack.
-			if r.Buffered() == 0 {
-				acks.offer(s.applied.Load()) // apply's writes are already visible
-			}
-		case line[0] == ':': // comment: a heartbeat
-		default:
-			field, value, _ := bytes.Cut(line, []byte(":"))
-			value = bytes.TrimPrefix(value, []byte(" "))
-			switch string(field) {
-			case "event":
-				ev.name = string(value)
-			case "data":
-				ev.data = append(ev.data[:0], value...)
-			case "id":
-				ev.id = string(value)
-			}
+		if ev.IsComment() {
+			continue // a heartbeat: it only proves the stream alive
+		}
+		if err := s.dispatch(ev, resumable); err != nil {
+			return err
+		}
+		// Acknowledge once what has arrived is applied, not per event: a
+		// replay of thousands of changes makes one ack.
+		if !events.Buffered() {
+			acks.offer(s.applied.Load()) // apply's writes are already visible
 		}
 	}
 }
 
-type sseEvent struct {
-	name, id string
-	data     []byte
-}
-
-func (s *statusSource) dispatch(ev sseEvent, resumable *bool) error {
-	switch ev.name {
-	case "status":
+func (s *statusSource) dispatch(ev controlapi.Event, resumable *bool) error {
+	switch ev.Name {
+	case controlapi.EventStatus:
 		var c store.Change
-		if err := json.Unmarshal(ev.data, &c); err != nil || c.ID == "" || !c.Status.Valid() || c.Revision == 0 {
-			return fmt.Errorf("malformed status event %q", ev.data)
+		if err := json.Unmarshal(ev.Data, &c); err != nil || c.ID == "" || !c.Status.Valid() || c.Revision == 0 {
+			return fmt.Errorf("malformed status event %q", ev.Data)
 		}
 		s.apply(c)
 		s.applied.Store(c.Revision)
 		s.metrics.eventApplied(s, c)
-	case "sync", "reset":
-		rev, err := strconv.ParseUint(ev.id, 10, 64)
+	case controlapi.EventSync, controlapi.EventReset:
+		rev, err := strconv.ParseUint(ev.ID, 10, 64)
 		if err != nil {
-			return fmt.Errorf("malformed %s event id %q", ev.name, ev.id)
+			return fmt.Errorf("malformed %s event id %q", ev.Name, ev.ID)
 		}
 		// A reset means the changes since our revision cannot be replayed;
 		// a first sync means we never had a revision, and what was looked
 		// up before it may predate changes the stream will not send. Either
 		// way the cache cannot be trusted.
-		if ev.name == "reset" || !*resumable {
+		if ev.Name == controlapi.EventReset || !*resumable {
 			s.reset()
-			s.logger.Info("status cache cleared", zap.String("because", map[bool]string{true: "reset by the control endpoint", false: "first connection"}[ev.name == "reset"]))
+			s.logger.Info("status cache cleared", zap.String("because", map[bool]string{true: "reset by the control endpoint", false: "first connection"}[ev.Name == controlapi.EventReset]))
 		}
 		s.applied.Store(rev)
 		s.metrics.eventApplied(s, store.Change{Revision: rev})
-		if ev.name == "sync" {
+		if ev.Name == controlapi.EventSync {
 			*resumable = true
 			if !s.connected.Swap(true) {
 				s.metrics.streamConnected(s, true)

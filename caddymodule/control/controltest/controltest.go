@@ -25,6 +25,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 
 	"github.com/conngate/conngate/caddymodule/control"
+	"github.com/conngate/conngate/caddymodule/controlapi"
 	"github.com/conngate/conngate/store"
 )
 
@@ -197,17 +198,11 @@ func (s *Server) Do(t testing.TB, key, method, path string, body, out any) int {
 	return resp.StatusCode
 }
 
-// Created is the answer to a create.
-type Created struct {
-	Connection  store.Connection `json:"connection"`
-	AccessToken string           `json:"access_token"`
-}
-
 // Create makes a connection with the admin key and returns it with its token.
-func (s *Server) Create(t testing.TB, org string) Created {
+func (s *Server) Create(t testing.TB, org string) controlapi.Created {
 	t.Helper()
-	var c Created
-	if code := s.Do(t, s.AdminKey, http.MethodPost, "/v1/connections", store.NewConnection{Name: "Test app", OrgID: org, UserID: "user-1"}, &c); code != http.StatusCreated {
+	var c controlapi.Created
+	if code := s.Do(t, s.AdminKey, http.MethodPost, controlapi.PathConnections, store.NewConnection{Name: "Test app", OrgID: org, UserID: "user-1"}, &c); code != http.StatusCreated {
 		t.Fatalf("create: status %d", code)
 	}
 	return c
@@ -216,11 +211,11 @@ func (s *Server) Create(t testing.TB, org string) Created {
 // Act disables, enables or deletes a connection with the admin key.
 func (s *Server) Act(t testing.TB, id string, action store.Action) store.Connection {
 	t.Helper()
-	method, path := http.MethodPost, "/v1/connections/"+id+"/"+string(action)
+	method, path := http.MethodPost, controlapi.ActionPath(id, string(action))
 	if action == store.ActionDelete {
-		method, path = http.MethodDelete, "/v1/connections/"+id
+		method, path = http.MethodDelete, controlapi.ConnectionPath(id)
 	}
-	var out struct{ Connection store.Connection }
+	var out controlapi.ConnectionBody
 	if code := s.Do(t, s.AdminKey, method, path, nil, &out); code != http.StatusOK {
 		t.Fatalf("%s %s: status %d", method, path, code)
 	}
