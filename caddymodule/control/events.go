@@ -1,7 +1,6 @@
 package control
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -11,6 +10,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/conngate/conngate/caddymodule/controlapi"
 	"github.com/conngate/conngate/store"
 )
 
@@ -50,80 +50,41 @@ func (s *serverShutdowns) of(r *http.Request) <-chan struct{} {
 	return ch
 }
 
-// eventWriter writes Server-Sent Events and flushes them.
-type eventWriter struct {
-	w  http.ResponseWriter
-	rc *http.ResponseController
-}
-
-func (e eventWriter) event(id uint64, name string, data any) error {
-	b, err := json.Marshal(data)
-	if err != nil {
-		return err
-	}
-	_, err = fmt.Fprintf(e.w, "id: %d\nevent: %s\ndata: %s\n\n", id, name, b)
-	return err
-}
-
-func (e eventWriter) comment(text string) error {
-	_, err := fmt.Fprintf(e.w, ": %s\n\n", text)
-	return err
-}
-
-func (e eventWriter) flush() error { return e.rc.Flush() }
-
 // streamEvents is GET /v1/events: every status change as a Server-Sent
-// Event, replayed from Last-Event-ID or ?since=, then live.
-//
-//	event: status  id: <revision>  data: {"id", "status", "revision", "changed_at", "org_id", "user_id"}
+// Event, replayed from Last-Event-ID or ?since=, then live, in the format of
+// controlapi/events.go.
 //
 // A person's stream carries only the changes of connections they may view.
 // Its ids are still store-wide revisions (so resuming works alike for all),
 // which tells a person how many changes happened elsewhere, not which.
-//
-//	event: sync    id: <revision>  data: {"revision"}  replay done; live from here
-//	event: reset   id: <revision>  data: {"revision"}  cannot replay: drop what you derived
-func (c *Control) streamEvents(w http.ResponseWriter, r *http.Request) {
-	if !allowed(w, r, rightEvents, "", nil, "") {
-		return
-	}
+func (c *Control) streamEvents(w http.ResponseWriter, r *http.Request) error {
 	since, resume, err := resumePoint(r)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, "invalid_request", err.Error())
-		return
+		return err
 	}
 	who := principalOf(r)
-	gatewayID := r.URL.Query().Get("gateway_id")
-	if gatewayID == "" && who.named && who.gateway {
-		gatewayID = who.id
+	gatewayID := subscriberID(who, r.URL.Query().Get("gateway_id"))
+	if err := optionalID("gateway_id", gatewayID); err != nil {
+		return err
 	}
-	if gatewayID != "" && !validID(w, "gateway_id", gatewayID) {
-		return
-	}
-	if gatewayID != "" && !who.gateway && !who.admin {
-		writeError(w, http.StatusForbidden, "forbidden", "Only gateways subscribe with a gateway_id.")
-		return
-	}
-	if gatewayID != "" && !gatewayIDAllowed(who, gatewayID) {
-		writeError(w, http.StatusForbidden, "forbidden", "Gateway "+who.id+" may subscribe only as itself, not as "+gatewayID+".")
-		return
+	if err := authorize(who, access{want: rightEvents, gatewayID: gatewayID}); err != nil {
+		return err
 	}
 	ctx := r.Context()
 	if !resume {
 		if since, err = c.store.Revision(ctx); err != nil {
-			c.writeStoreError(w, r, err)
-			return
+			return err
 		}
 	}
 
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Accel-Buffering", "no") // tell buffering proxies in front not to
+	controlapi.SetStreamHeaders(w.Header())
 	w.WriteHeader(http.StatusOK)
-	out := eventWriter{w: w, rc: http.NewResponseController(w)}
-	if _, err := fmt.Fprint(w, "retry: 1000\n\n"); err != nil {
-		return
+	out := controlapi.NewEventWriter(w)
+	flush := http.NewResponseController(w).Flush
+	// From here on the answer has begun: a failure can only end the
+	// stream, and the client reconnects and resumes.
+	if out.Retry() != nil {
+		return nil
 	}
 	if gatewayID != "" {
 		defer c.gateways.subscribe(gatewayID)()
@@ -144,51 +105,51 @@ func (c *Control) streamEvents(w http.ResponseWriter, r *http.Request) {
 		case errors.Is(err, store.ErrReplayUnavailable):
 			latest, rerr := c.store.Revision(ctx)
 			if rerr != nil {
-				return
+				return nil
 			}
 			c.logger.Warn("change stream cannot replay; sending reset", zap.Uint64("since", since), zap.Uint64("latest", latest), zap.String("gateway_id", gatewayID))
-			if out.event(latest, "reset", map[string]uint64{"revision": latest}) != nil {
-				return
+			if out.Event(latest, controlapi.EventReset, controlapi.Position{Revision: latest}) != nil {
+				return nil
 			}
 			since, synced = latest, false
 			continue
 		case err != nil:
 			c.logger.Error("reading change log", zap.Error(err))
-			return // the client reconnects and resumes
+			return nil
 		}
 		for _, ch := range changes {
 			since = ch.Revision
 			if !sees(who, ch) {
 				continue
 			}
-			if out.event(ch.Revision, "status", ch) != nil {
-				return
+			if out.Event(ch.Revision, controlapi.EventStatus, ch) != nil {
+				return nil
 			}
 		}
 		if len(changes) == replayBatch {
 			continue // more to replay before going live
 		}
 		if !synced {
-			if out.event(since, "sync", map[string]uint64{"revision": since}) != nil {
-				return
+			if out.Event(since, controlapi.EventSync, controlapi.Position{Revision: since}) != nil {
+				return nil
 			}
 			synced = true
 		}
-		if out.flush() != nil {
-			return
+		if flush() != nil {
+			return nil
 		}
 		select {
 		case <-changed:
 		case <-heartbeat.C:
-			if out.comment("heartbeat") != nil || out.flush() != nil {
-				return
+			if out.Comment(controlapi.Heartbeat) != nil || flush() != nil {
+				return nil
 			}
 		case <-ctx.Done():
-			return
+			return nil
 		case <-c.done:
-			return
+			return nil
 		case <-shutdown:
-			return
+			return nil
 		}
 	}
 }
@@ -205,7 +166,7 @@ func resumePoint(r *http.Request) (since uint64, resume bool, err error) {
 	}
 	since, err = strconv.ParseUint(v, 10, 64)
 	if err != nil {
-		return 0, false, fmt.Errorf("%s must be a revision number, got %q.", name, v)
+		return 0, false, invalid(fmt.Sprintf("%s must be a revision number, got %q.", name, v))
 	}
 	return since, true, nil
 }

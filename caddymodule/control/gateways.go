@@ -4,8 +4,11 @@ import (
 	"context"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"time"
+
+	"github.com/conngate/conngate/caddymodule/controlapi"
 )
 
 // gatewayRegistry knows which gateways are subscribed to the change stream
@@ -108,22 +111,13 @@ func (g *gatewayRegistry) waitApplied(ctx context.Context, revision uint64) (tot
 	}
 }
 
-// gatewayView is one gateway in GET /v1/gateways.
-type gatewayView struct {
-	ID              string     `json:"id"`
-	Streams         int        `json:"streams"`
-	AppliedRevision uint64     `json:"applied_revision"`
-	LagRevisions    uint64     `json:"lag_revisions"`
-	ConnectedAt     time.Time  `json:"connected_at"`
-	LastAckAt       *time.Time `json:"last_ack_at"`
-}
-
-func (g *gatewayRegistry) list(latest uint64) []gatewayView {
+// list is every subscribed gateway, by id, with its lag behind latest.
+func (g *gatewayRegistry) list(latest uint64) []controlapi.Gateway {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	views := make([]gatewayView, 0, len(g.gateways))
+	views := make([]controlapi.Gateway, 0, len(g.gateways))
 	for _, st := range g.gateways {
-		v := gatewayView{ID: st.id, Streams: st.streams, AppliedRevision: st.applied, ConnectedAt: st.connectedAt}
+		v := controlapi.Gateway{ID: st.id, Streams: st.streams, AppliedRevision: st.applied, ConnectedAt: st.connectedAt}
 		if latest > st.applied {
 			v.LagRevisions = latest - st.applied
 		}
@@ -133,53 +127,38 @@ func (g *gatewayRegistry) list(latest uint64) []gatewayView {
 		}
 		views = append(views, v)
 	}
-	slices.SortFunc(views, func(a, b gatewayView) int {
-		if a.ID < b.ID {
-			return -1
-		}
-		if a.ID > b.ID {
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(views, func(a, b controlapi.Gateway) int { return strings.Compare(a.ID, b.ID) })
 	return views
 }
 
-type ackBody struct {
-	Revision uint64 `json:"revision"`
-}
-
-func (c *Control) ackGateway(w http.ResponseWriter, r *http.Request) {
-	if !allowed(w, r, rightAck, "", nil, "") {
-		return
-	}
+func (c *Control) ackGateway(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
-	if !validID(w, "gateway id", id) {
-		return
+	if err := validID("gateway id", id); err != nil {
+		return err
 	}
-	if !gatewayIDAllowed(principalOf(r), id) {
-		writeError(w, http.StatusForbidden, "forbidden", "Gateway "+principalOf(r).id+" may acknowledge only for itself, not for "+id+".")
-		return
+	if err := allow(r, access{want: rightAck, gatewayID: id}); err != nil {
+		return err
 	}
-	var body ackBody
-	if !decodeBody(w, r, &body) {
-		return
+	var body controlapi.Ack
+	if err := decodeBody(w, r, &body); err != nil {
+		return err
 	}
 	if !c.gateways.ack(id, body.Revision) {
-		writeError(w, http.StatusNotFound, "gateway_not_subscribed", "Gateway "+id+" has no open change stream; acknowledgements count only while it is subscribed.")
-		return
+		return controlapi.Errorf(http.StatusNotFound, controlapi.CodeGatewayNotSubscribed,
+			"Gateway %s has no open change stream; acknowledgements count only while it is subscribed.", id)
 	}
 	w.WriteHeader(http.StatusNoContent)
+	return nil
 }
 
-func (c *Control) listGateways(w http.ResponseWriter, r *http.Request) {
-	if !allowed(w, r, rightGateways, "", nil, "") {
-		return
+func (c *Control) listGateways(w http.ResponseWriter, r *http.Request) error {
+	if err := allow(r, access{want: rightGateways}); err != nil {
+		return err
 	}
 	latest, err := c.store.Revision(r.Context())
 	if err != nil {
-		c.writeStoreError(w, r, err)
-		return
+		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"revision": latest, "gateways": c.gateways.list(latest)})
+	writeJSON(w, http.StatusOK, controlapi.GatewayList{Revision: latest, Gateways: c.gateways.list(latest)})
+	return nil
 }

@@ -1,21 +1,19 @@
 package control
 
-import "net/http"
+import (
+	"net/http"
 
-// meBody tells a client (the Connections List page) who its key belongs to
+	"github.com/conngate/conngate/caddymodule/controlapi"
+)
+
+// getMe tells a client (the Connections List page) who its key belongs to
 // and what it may do.
-type meBody struct {
-	ID      string             `json:"id"`
-	Admin   bool               `json:"admin"`
-	Gateway bool               `json:"gateway"`
-	Roles   map[string]orgRole `json:"roles"`
-}
-
-func (c *Control) getMe(w http.ResponseWriter, r *http.Request) {
+func (c *Control) getMe(w http.ResponseWriter, r *http.Request) error {
 	p := principalOf(r)
-	roles := p.roles
-	if roles == nil {
-		roles = map[string]orgRole{}
+	roles := make(map[string]string, len(p.roles))
+	for org, role := range p.roles {
+		roles[org] = string(role)
 	}
-	writeJSON(w, http.StatusOK, meBody{ID: p.id, Admin: p.admin, Gateway: p.gateway, Roles: roles})
+	writeJSON(w, http.StatusOK, controlapi.Me{ID: p.id, Admin: p.admin, Gateway: p.gateway, Roles: roles})
+	return nil
 }

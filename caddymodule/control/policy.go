@@ -5,8 +5,14 @@ import (
 	"net/http"
 	"slices"
 
+	"github.com/conngate/conngate/caddymodule/controlapi"
 	"github.com/conngate/conngate/store"
 )
+
+// This file is the whole authorization policy of the control API: which
+// principal may do what, which organisation and whose connections a list is
+// about, under which gateway id a stream counts, and which changes a stream
+// carries. Handlers ask; they never decide. policy_test.go holds the matrix.
 
 // right is something a request asks to do.
 type right string
@@ -25,53 +31,73 @@ const (
 	rightGateways   right = "list gateways"
 )
 
+// rightFor is the right a status change needs.
+var rightFor = map[store.Action]right{
+	store.ActionDisable: rightDisable,
+	store.ActionEnable:  rightEnable,
+	store.ActionDelete:  rightDelete,
+}
+
 // gatewayRights are all a gateway may do.
 var gatewayRights = []right{rightReadStatus, rightEvents, rightAck}
 
-// refusal is a denied request: the status and the sentence that says why.
-type refusal struct {
-	status  int
-	code    string
-	message string
+// access is what a request asks: a right, and what it is about. Fields that
+// do not apply stay zero.
+type access struct {
+	want right
+	// org is the organisation an organisation-wide request (a list, the
+	// audit log, a create) is about.
+	org string
+	// conn is the connection the request is about.
+	conn *store.Connection
+	// newFor is the user a create is for.
+	newFor string
+	// gatewayID is the gateway a change stream or an acknowledgement is for.
+	gatewayID string
 }
 
-// authorize is the one place that decides who may do what. org is the
-// organisation the request is about; conn the connection, when there is one.
-// Another organisation's connection is not found rather than forbidden, so
-// that its existence is not revealed. newFor is the user a create is for.
-func authorize(p *principal, want right, org string, conn *store.Connection, newFor string) *refusal {
+// authorize decides whether p may do a. Another organisation's connection is
+// not found rather than forbidden, so that its existence is not revealed.
+// The refusal is a *controlapi.Error naming what is missing.
+func authorize(p *principal, a access) error {
+	if a.gatewayID != "" {
+		if err := mayActAsGateway(p, a); err != nil {
+			return err
+		}
+	}
 	switch {
 	case p.admin:
 		return nil
 	case p.gateway:
-		if slices.Contains(gatewayRights, want) {
+		if slices.Contains(gatewayRights, a.want) {
 			return nil
 		}
-		return forbid("A gateway may only read connection statuses and the change stream; it may not " + string(want) + ".")
-	case want == rightEvents:
+		return forbid("A gateway may only read connection statuses and the change stream; it may not " + string(a.want) + ".")
+	case a.want == rightEvents:
 		return nil // filtered per change by sees
-	case slices.Contains(gatewayRights, want) || want == rightGateways:
-		return forbid("Only gateways and administrators may " + string(want) + ".")
+	case slices.Contains(gatewayRights, a.want) || a.want == rightGateways:
+		return forbid("Only gateways and administrators may " + string(a.want) + ".")
 	}
-	if conn != nil {
-		org = conn.OrgID
+	org := a.org
+	if a.conn != nil {
+		org = a.conn.OrgID
 	}
 	role, ok := p.roles[org]
 	if !ok {
-		if conn != nil {
-			return notFound(conn.ID)
+		if a.conn != nil {
+			return connectionNotFound(a.conn.ID)
 		}
-		return forbid("You have no role in organisation " + org + ", so you may not " + string(want) + " there.")
+		return forbid("You have no role in organisation " + org + ", so you may not " + string(a.want) + " there.")
 	}
 	// A developer sees only the connections made for them.
-	if conn != nil && role == roleDeveloper && conn.UserID != p.id {
-		return notFound(conn.ID)
+	if a.conn != nil && role == roleDeveloper && a.conn.UserID != p.id {
+		return connectionNotFound(a.conn.ID)
 	}
-	switch want {
+	switch a.want {
 	case rightList, rightView:
 		return nil
 	case rightCreate:
-		if role.manages() || role == roleDeveloper && newFor == p.id {
+		if role.manages() || role == roleDeveloper && a.newFor == p.id {
 			return nil
 		}
 		if role == roleDeveloper {
@@ -82,15 +108,91 @@ func authorize(p *principal, want right, org string, conn *store.Connection, new
 			return nil
 		}
 	}
-	return forbid("Your role " + string(role) + " in " + org + " does not include the right to " + string(want) + "; an owner, manager or administrator of the organisation has it.")
+	return forbid("Your role " + string(role) + " in " + org + " does not include the right to " + string(a.want) + "; an owner, manager or administrator of the organisation has it.")
 }
 
-func forbid(message string) *refusal {
-	return &refusal{http.StatusForbidden, "forbidden", message}
+// mayActAsGateway decides who may subscribe or acknowledge under a gateway
+// id: gateways and administrators only, and a gateway of the principals file
+// only as itself, so that one gateway cannot acknowledge changes for another.
+// A shared gateway api_key may act as any.
+func mayActAsGateway(p *principal, a access) error {
+	if !p.gateway && !p.admin {
+		return forbid("Only gateways subscribe or acknowledge with a gateway id.")
+	}
+	if p.named && p.id != a.gatewayID {
+		verb := "subscribe"
+		if a.want == rightAck {
+			verb = "acknowledge"
+		}
+		return forbid("Gateway " + p.id + " may " + verb + " only as itself, not as " + a.gatewayID + ".")
+	}
+	return nil
 }
 
-func notFound(id string) *refusal {
-	return &refusal{http.StatusNotFound, "connection_not_found", "No connection has id " + id + "."}
+// subscriberID is the gateway id a change stream counts as: the one asked
+// for, or a named gateway's own when it asks for none.
+func subscriberID(p *principal, asked string) string {
+	if asked == "" && p.named && p.gateway {
+		return p.id
+	}
+	return asked
+}
+
+// listScope is what an organisation-wide read (a list, the audit log) covers.
+type listScope struct {
+	org string
+	// userID, when set, keeps only that user's connections.
+	userID string
+}
+
+// scopeOf settles an organisation-wide read: the organisation as asked, or
+// the only one the caller has a role in (an administrator key without
+// org_id reads every organisation); and, for a list, a developer's own
+// connections only.
+func scopeOf(p *principal, org string, want right) (listScope, error) {
+	if org == "" && !p.gateway {
+		sole, ok := soleOrg(p)
+		if !ok {
+			return listScope{}, invalid("org_id is required: say which organisation you mean, to " + string(want) + ".")
+		}
+		org = sole
+	}
+	if err := authorize(p, access{want: want, org: org}); err != nil {
+		return listScope{}, err
+	}
+	s := listScope{org: org}
+	if want == rightList && !p.admin && p.roles[org] == roleDeveloper {
+		s.userID = p.id
+	}
+	return s, nil
+}
+
+// soleOrg is the organisation a request without org_id is about: the only
+// one the principal has a role in, or every one ("") for an administrator.
+// ok is false when that is ambiguous.
+func soleOrg(p *principal) (org string, ok bool) {
+	if p.admin || len(p.roles) != 1 {
+		return "", p.admin
+	}
+	for org := range p.roles {
+		return org, true
+	}
+	return "", false
+}
+
+// sees reports whether p may learn of change c on the change stream: admins
+// and gateways see every change, people only those of connections they may
+// view.
+func sees(p *principal, c store.Change) bool {
+	if p.admin || p.gateway {
+		return true
+	}
+	role, ok := p.roles[c.OrgID]
+	return ok && (role != roleDeveloper || c.UserID == p.id)
+}
+
+func forbid(message string) *controlapi.Error {
+	return &controlapi.Error{Status: http.StatusForbidden, Code: controlapi.CodeForbidden, Message: message}
 }
 
 // principalKey carries the authenticated principal of a request.
@@ -105,42 +207,7 @@ func withPrincipal(r *http.Request, p *principal) *http.Request {
 	return r.WithContext(context.WithValue(r.Context(), principalKey{}, p))
 }
 
-// allowed applies authorize to the request and answers a refusal; it
-// reports whether the request may go on.
-func allowed(w http.ResponseWriter, r *http.Request, want right, org string, conn *store.Connection, newFor string) bool {
-	if no := authorize(principalOf(r), want, org, conn, newFor); no != nil {
-		writeError(w, no.status, no.code, no.message)
-		return false
-	}
-	return true
-}
-
-// sees reports whether p may learn of change c on the change stream: admins
-// and gateways see every change, people only those of connections they may
-// view.
-func sees(p *principal, c store.Change) bool {
-	if p.admin || p.gateway {
-		return true
-	}
-	role, ok := p.roles[c.OrgID]
-	return ok && (role != roleDeveloper || c.UserID == p.id)
-}
-
-// gatewayIDAllowed reports whether p may subscribe or acknowledge as gateway
-// id: a gateway of the principals file only as itself, so that one gateway
-// cannot acknowledge changes for another; a shared api_key as any.
-func gatewayIDAllowed(p *principal, id string) bool {
-	return !p.named || p.id == id
-}
-
-// soleOrg is the organisation a request without org_id is about: the only
-// one the principal has a role in. ok is false when that is ambiguous.
-func soleOrg(p *principal) (org string, ok bool) {
-	if p.admin || len(p.roles) != 1 {
-		return "", p.admin
-	}
-	for org := range p.roles {
-		return org, true
-	}
-	return "", false
+// allow applies authorize to the request's principal.
+func allow(r *http.Request, a access) error {
+	return authorize(principalOf(r), a)
 }

@@ -7,15 +7,9 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/conngate/conngate/caddymodule/controlapi"
 	"github.com/conngate/conngate/store"
 )
-
-// apiError is the body of every error answer: a stable code for programs and
-// a sentence for people.
-type apiError struct {
-	Error   string `json:"error"`
-	Message string `json:"message"`
-}
 
 func writeJSON(w http.ResponseWriter, status int, body any) {
 	h := w.Header()
@@ -29,23 +23,38 @@ func writeJSON(w http.ResponseWriter, status int, body any) {
 	_ = enc.Encode(body) // the client has gone if this fails; nothing to do
 }
 
-func writeError(w http.ResponseWriter, status int, code, message string) {
-	writeJSON(w, status, apiError{Error: code, Message: message})
+// invalid is a 400 invalid_request: the request names something unusable.
+func invalid(message string) *controlapi.Error {
+	return &controlapi.Error{Status: http.StatusBadRequest, Code: controlapi.CodeInvalidRequest, Message: message}
 }
 
-// writeStoreError maps store errors to answers; anything unexpected is a 500
-// whose cause goes to the log, not to the client.
-func (c *Control) writeStoreError(w http.ResponseWriter, r *http.Request, err error) {
-	var invalid *store.InvalidError
+// writeError is where every error answer of the control API is written:
+// an operation returns the error, the endpoint writes it once. Store errors
+// become their answers; anything unexpected is a 500 whose cause goes to
+// the log, not to the client.
+func (c *Control) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	var apiErr *controlapi.Error
+	var bad *store.InvalidError
 	switch {
+	case errors.As(err, &apiErr):
 	case errors.Is(err, store.ErrNotFound):
-		writeError(w, http.StatusNotFound, "connection_not_found", "No connection has id "+r.PathValue("id")+".")
+		apiErr = connectionNotFound(r.PathValue("id"))
 	case errors.Is(err, store.ErrDeleted):
-		writeError(w, http.StatusConflict, "connection_deleted", "The connection is deleted; deletion is permanent and it can no longer be enabled or disabled.")
-	case errors.As(err, &invalid):
-		writeError(w, http.StatusBadRequest, "invalid_request", invalid.Error()+".")
+		apiErr = &controlapi.Error{Status: http.StatusConflict, Code: controlapi.CodeConnectionDeleted,
+			Message: "The connection is deleted; deletion is permanent and it can no longer be enabled or disabled."}
+	case errors.As(err, &bad):
+		apiErr = invalid(bad.Error() + ".")
 	default:
-		c.logger.Error("store failure", zap.String("method", r.Method), zap.String("path", r.URL.Path), zap.Error(err))
-		writeError(w, http.StatusInternalServerError, "internal_error", "The store failed; the change was not made. Try again.")
+		c.logger.Error("request failed", zap.String("method", r.Method), zap.String("path", r.URL.Path), zap.Error(err))
+		apiErr = &controlapi.Error{Status: http.StatusInternalServerError, Code: controlapi.CodeInternalError,
+			Message: "The store failed; nothing was changed. Try again."}
 	}
+	for k, v := range apiErr.Header {
+		w.Header().Set(k, v)
+	}
+	writeJSON(w, apiErr.Status, apiErr)
+}
+
+func connectionNotFound(id string) *controlapi.Error {
+	return &controlapi.Error{Status: http.StatusNotFound, Code: controlapi.CodeConnectionNotFound, Message: "No connection has id " + id + "."}
 }

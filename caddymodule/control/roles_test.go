@@ -48,6 +48,7 @@ func TestRoleMatrix(t *testing.T) {
 		"create for another user": {201, 403}, "create for themselves": {201, 403}, "list": {200, 403},
 		"view": {200, 404}, "view their own": {200, 404}, "disable": {200, 404}, "enable": {200, 404}, "delete": {200, 404},
 		"audit": {200, 403}, "status": {403, 403}, "gateways": {403, 403},
+		"stream": {200, 200}, "stream as itself": {403, 403}, "stream as another gateway": {403, 403}, "ack as another gateway": {403, 403},
 	}
 	matrix := map[string]map[string]cell{
 		"owner": manage, "manager": manage, "administrator": manage,
@@ -55,21 +56,27 @@ func TestRoleMatrix(t *testing.T) {
 			"create for another user": {403, 403}, "create for themselves": {201, 403}, "list": {200, 403},
 			"view": {404, 404}, "view their own": {200, 404}, "disable": {403, 404}, "enable": {403, 404}, "delete": {403, 404},
 			"audit": {403, 403}, "status": {403, 403}, "gateways": {403, 403},
+			"stream": {200, 200}, "stream as itself": {403, 403}, "stream as another gateway": {403, 403}, "ack as another gateway": {403, 403},
 		},
 		"viewer": {
 			"create for another user": {403, 403}, "create for themselves": {403, 403}, "list": {200, 403},
 			"view": {200, 404}, "view their own": {200, 404}, "disable": {403, 404}, "enable": {403, 404}, "delete": {403, 404},
 			"audit": {403, 403}, "status": {403, 403}, "gateways": {403, 403},
+			"stream": {200, 200}, "stream as itself": {403, 403}, "stream as another gateway": {403, 403}, "ack as another gateway": {403, 403},
 		},
 		"gateway": {
 			"create for another user": {403, 403}, "create for themselves": {403, 403}, "list": {403, 403},
 			"view": {403, 403}, "view their own": {403, 403}, "disable": {403, 403}, "enable": {403, 403}, "delete": {403, 403},
 			"audit": {403, 403}, "status": {200, 200}, "gateways": {403, 403},
+			"stream": {200, 200}, "stream as itself": {200, 200}, "stream as another gateway": {403, 403}, "ack as another gateway": {403, 403},
 		},
 		"admin": {
 			"create for another user": {201, 201}, "create for themselves": {201, 201}, "list": {200, 200},
 			"view": {200, 200}, "view their own": {200, 200}, "disable": {200, 200}, "enable": {200, 200}, "delete": {200, 200},
 			"audit": {200, 200}, "status": {200, 200}, "gateways": {200, 200},
+			// An administrator key may act as any gateway; one that is not
+			// subscribed has nothing to acknowledge.
+			"stream": {200, 200}, "stream as itself": {200, 200}, "stream as another gateway": {200, 200}, "ack as another gateway": {404, 404},
 		},
 	}
 	// id is the principal's id, the user_id of "their own" connections.
@@ -114,6 +121,15 @@ func TestRoleMatrix(t *testing.T) {
 			return s.Do(t, key, "GET", "/v1/connections/"+newConn(org, me)+"/status", nil, &out)
 		case "gateways":
 			return s.Do(t, key, "GET", "/v1/gateways", nil, &out)
+		// Streams are answered with their headers and closed at once.
+		case "stream":
+			return s.Do(t, key, "GET", "/v1/events", nil, nil)
+		case "stream as itself":
+			return s.Do(t, key, "GET", "/v1/events?gateway_id="+me, nil, nil)
+		case "stream as another gateway":
+			return s.Do(t, key, "GET", "/v1/events?gateway_id=edge-9", nil, nil)
+		case "ack as another gateway":
+			return s.Do(t, key, "POST", "/v1/gateways/edge-9/ack", map[string]int{"revision": 1}, &out)
 		}
 		t.Fatalf("unknown action %s", action)
 		return 0

@@ -8,6 +8,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 
+	"github.com/conngate/conngate/caddymodule/controlapi"
 	"github.com/conngate/conngate/store"
 )
 
@@ -36,10 +37,12 @@ func requestID(r *http.Request) string {
 
 // operation is one method on one route. Every operation but a public one
 // needs a known key; what the key's principal may do is decided by
-// authorize, called by the operation with what the request is about.
+// authorize, called by the operation with what the request is about. An
+// operation writes its success answer itself and returns any failure, which
+// the endpoint writes, once.
 type operation struct {
 	public bool
-	serve  http.HandlerFunc
+	serve  func(http.ResponseWriter, *http.Request) error
 }
 
 // endpoint dispatches on the method, so that a wrong method gets a JSON 405
@@ -53,18 +56,26 @@ type endpoint struct {
 // OpenAPI document must describe exactly these (openapi_test.go checks).
 func (c *Control) routeTable() map[string]map[string]operation {
 	return map[string]map[string]operation{
-		"/.well-known/jwks.json":       {http.MethodGet: {true, c.serveJWKS}},
-		"/v1/openapi.json":             {http.MethodGet: {true, serveOpenAPI}},
-		"/v1/connections":              {http.MethodGet: {false, c.listConnections}, http.MethodPost: {false, c.createConnection}},
+		controlapi.PathJWKS:            {http.MethodGet: {true, c.serveJWKS}},
+		controlapi.PathOpenAPI:         {http.MethodGet: {true, cannotFail(serveOpenAPI)}},
+		controlapi.PathConnections:     {http.MethodGet: {false, c.listConnections}, http.MethodPost: {false, c.createConnection}},
 		"/v1/connections/{id}":         {http.MethodGet: {false, c.getConnection}, http.MethodDelete: {false, c.deleteConnection}},
 		"/v1/connections/{id}/status":  {http.MethodGet: {false, c.getStatus}},
 		"/v1/connections/{id}/disable": {http.MethodPost: {false, c.disableConnection}},
 		"/v1/connections/{id}/enable":  {http.MethodPost: {false, c.enableConnection}},
-		"/v1/events":                   {http.MethodGet: {false, c.streamEvents}},
-		"/v1/audit":                    {http.MethodGet: {false, c.listAudit}},
-		"/v1/gateways":                 {http.MethodGet: {false, c.listGateways}},
+		controlapi.PathEvents:          {http.MethodGet: {false, c.streamEvents}},
+		controlapi.PathAudit:           {http.MethodGet: {false, c.listAudit}},
+		controlapi.PathGateways:        {http.MethodGet: {false, c.listGateways}},
 		"/v1/gateways/{id}/ack":        {http.MethodPost: {false, c.ackGateway}},
-		"/v1/me":                       {http.MethodGet: {false, c.getMe}},
+		controlapi.PathMe:              {http.MethodGet: {false, c.getMe}},
+	}
+}
+
+// cannotFail adapts a handler that has no failure to answer.
+func cannotFail(h http.HandlerFunc) func(http.ResponseWriter, *http.Request) error {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		h(w, r)
+		return nil
 	}
 }
 
@@ -80,11 +91,18 @@ func (c *Control) newRoutes() http.Handler {
 	mux.Handle("GET /assets/app.js", serveWeb("app.js", "text/javascript; charset=utf-8"))
 	mux.Handle("GET /assets/app.css", serveWeb("app.css", "text/css; charset=utf-8"))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "not_found", "No such endpoint: "+r.Method+" "+r.URL.Path+".")
+		c.writeError(w, r, controlapi.Errorf(http.StatusNotFound, controlapi.CodeNotFound, "No such endpoint: %s %s.", r.Method, r.URL.Path))
 	})
 	return mux
 }
+
 func (e endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if err := e.serve(w, r); err != nil {
+		e.c.writeError(w, r, err)
+	}
+}
+
+func (e endpoint) serve(w http.ResponseWriter, r *http.Request) error {
 	op, ok := e.ops[r.Method]
 	if !ok && r.Method == http.MethodHead {
 		op, ok = e.ops[http.MethodGet]
@@ -95,19 +113,19 @@ func (e endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			allowed = append(allowed, m)
 		}
 		sort.Strings(allowed)
-		w.Header().Set("Allow", strings.Join(allowed, ", "))
-		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" is not allowed here; use "+strings.Join(allowed, " or ")+".")
-		return
+		err := controlapi.Errorf(http.StatusMethodNotAllowed, controlapi.CodeMethodNotAllowed, "%s is not allowed here; use %s.", r.Method, strings.Join(allowed, " or "))
+		err.Header = map[string]string{"Allow": strings.Join(allowed, ", ")}
+		return err
 	}
 	if !op.public {
 		who := e.c.keys.principalOf(r)
 		if who == nil {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="conngate-control"`)
-			writeError(w, http.StatusUnauthorized, "unauthorized", "Send a valid API key as 'Authorization: Bearer <key>'.")
-			return
+			err := controlapi.Errorf(http.StatusUnauthorized, controlapi.CodeUnauthorized, "Send a valid API key as 'Authorization: Bearer <key>'.")
+			err.Header = map[string]string{"WWW-Authenticate": `Bearer realm="conngate-control"`}
+			return err
 		}
 		r = withPrincipal(r, who)
 		r = r.WithContext(context.WithValue(r.Context(), actorKey{}, store.Actor{ID: who.id, RequestID: requestID(r)}))
 	}
-	op.serve(w, r)
+	return op.serve(w, r)
 }

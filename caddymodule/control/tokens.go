@@ -120,10 +120,11 @@ func (t *tokenIssuer) issue(c store.Connection, now time.Time) (token string, ex
 	return token, expires, err
 }
 
-func (c *Control) serveJWKS(w http.ResponseWriter, _ *http.Request) {
+func (c *Control) serveJWKS(w http.ResponseWriter, _ *http.Request) error {
 	h := w.Header()
 	h.Set("Content-Type", "application/jwk-set+json")
 	// Short enough that a changed key spreads within a minute.
 	h.Set("Cache-Control", "public, max-age=60")
-	_, _ = w.Write(c.tokens.jwks)
+	_, _ = w.Write(c.tokens.jwks) // the client has gone if this fails
+	return nil
 }
