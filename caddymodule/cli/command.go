@@ -10,25 +10,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/url"
-	"os"
+	"net/http"
 	"strings"
 
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
 
+	"github.com/conngate/conngate/caddymodule/controlapi"
 	"github.com/conngate/conngate/store"
-)
-
-// Exit codes scripts can rely on.
-const (
-	exitOK           = 0
-	exitFailed       = 1 // the endpoint could not be reached, or answered an error not below
-	exitUsage        = 2 // wrong arguments or flags, or an invalid request (400)
-	exitNotFound     = 3 // 404: no such connection (or not yours to see)
-	exitConflict     = 4 // 409: the connection is deleted
-	exitUnauthorized = 5 // 401 or 403: no key, a wrong key, or a missing right
-	exitAborted      = 6 // delete not confirmed
 )
 
 func init() {
@@ -50,14 +39,16 @@ Exit codes: 0 done, 1 failed (endpoint unreachable or an unexpected answer),
 }
 
 func setUp(cmd *cobra.Command) {
+	// Every failure is printed here, once, and its exit code handed back to
+	// Caddy (see exitWith); cobra prints nothing of its own.
+	cmd.SilenceErrors = true
 	// Usage errors exit 2 and say so: an unknown subcommand, a wrong number
 	// of arguments, a bad flag. (Left to cobra, a typo would print help and
-	// exit 0, and a bad flag would exit 1 silently.)
+	// exit 0, and a bad flag would exit 1.)
 	usageError := func(c *cobra.Command, err error) error {
 		fmt.Fprintln(c.ErrOrStderr(), "error:", err)
 		fmt.Fprintln(c.ErrOrStderr(), "run 'caddy connections --help' for usage")
-		os.Exit(exitUsage)
-		return nil
+		return exitWith(c, exitUsage, err)
 	}
 	cmd.Args = cobra.ArbitraryArgs
 	cmd.RunE = func(c *cobra.Command, args []string) error {
@@ -92,10 +83,7 @@ func setUp(cmd *cobra.Command) {
 			if err != nil {
 				fmt.Fprintln(c.ErrOrStderr(), "error:", err)
 			}
-			if code != exitOK {
-				os.Exit(code)
-			}
-			return nil
+			return exitWith(c, code, err)
 		}
 		cmd.AddCommand(sub)
 	}
@@ -115,9 +103,9 @@ func setUp(cmd *cobra.Command) {
 		c.Flags().String("org", "", "organisation id (required)")
 		c.Flags().String("user", "", "user id the connection acts for (required)")
 	})
-	add("disable <id>", "Disable a connection: its token stops working at once", cobra.ExactArgs(1), change("disable"), waitFlag)
-	add("enable <id>", "Enable a connection: the same token works again", cobra.ExactArgs(1), change("enable"), waitFlag)
-	add("delete <id>", "Delete a connection for good (asks first)", cobra.ExactArgs(1), change("delete"), func(c *cobra.Command) {
+	add("disable <id>", "Disable a connection: its token stops working at once", cobra.ExactArgs(1), change(store.ActionDisable), waitFlag)
+	add("enable <id>", "Enable a connection: the same token works again", cobra.ExactArgs(1), change(store.ActionEnable), waitFlag)
+	add("delete <id>", "Delete a connection for good (asks first)", cobra.ExactArgs(1), change(store.ActionDelete), func(c *cobra.Command) {
 		waitFlag(c)
 		c.Flags().Bool("yes", false, "do not ask for confirmation")
 	})
@@ -134,12 +122,9 @@ func setUp(cmd *cobra.Command) {
 }
 
 func list(s *session, _ []string) (int, error) {
-	q := s.pageQuery(map[string]string{"org": "org_id", "status": "status"})
-	var page struct {
-		Connections []store.Connection `json:"connections"`
-		NextCursor  string             `json:"next_cursor"`
-	}
-	raw, code, err := s.call("GET", "/v1/connections?"+q.Encode(), nil, &page)
+	var page controlapi.ConnectionPage
+	path := s.pagePath(controlapi.PathConnections, map[string]string{"org": "org_id", "status": "status"})
+	raw, code, err := s.call(http.MethodGet, path, nil, &page)
 	if err != nil {
 		return code, err
 	}
@@ -154,8 +139,8 @@ func list(s *session, _ []string) (int, error) {
 }
 
 func show(s *session, args []string) (int, error) {
-	var body struct{ Connection store.Connection }
-	raw, code, err := s.call("GET", "/v1/connections/"+url.PathEscape(args[0]), nil, &body)
+	var body controlapi.ConnectionBody
+	raw, code, err := s.call(http.MethodGet, controlapi.ConnectionPath(args[0]), nil, &body)
 	if err != nil {
 		return code, err
 	}
@@ -174,11 +159,8 @@ func create(s *session, _ []string) (int, error) {
 	if n.Name == "" || n.OrgID == "" || n.UserID == "" {
 		return exitUsage, errors.New("--name, --org and --user are required")
 	}
-	var body struct {
-		Connection  store.Connection `json:"connection"`
-		AccessToken string           `json:"access_token"`
-	}
-	raw, code, err := s.call("POST", "/v1/connections", n, &body)
+	var body controlapi.Created
+	raw, code, err := s.call(http.MethodPost, controlapi.PathConnections, n, &body)
 	if err != nil {
 		return code, err
 	}
@@ -191,10 +173,10 @@ func create(s *session, _ []string) (int, error) {
 	return exitOK, nil
 }
 
-func change(action string) func(*session, []string) (int, error) {
+func change(action store.Action) func(*session, []string) (int, error) {
 	return func(s *session, args []string) (int, error) {
 		id := args[0]
-		if action == "delete" {
+		if action == store.ActionDelete {
 			if yes, _ := s.cmd.Flags().GetBool("yes"); !yes {
 				fmt.Fprintf(s.errOut, "Delete connection %s? This cannot be undone: the connection cannot be restored and its app loses access for good.\nType yes to delete: ", id)
 				answer, _ := bufio.NewReader(s.in).ReadString('\n')
@@ -203,19 +185,17 @@ func change(action string) func(*session, []string) (int, error) {
 				}
 			}
 		}
-		method, path := "POST", "/v1/connections/"+url.PathEscape(id)+"/"+action
-		if action == "delete" {
-			method, path = "DELETE", "/v1/connections/"+url.PathEscape(id)
+		method, path := http.MethodPost, controlapi.ActionPath(id, string(action))
+		if action == store.ActionDelete {
+			method, path = http.MethodDelete, controlapi.ConnectionPath(id)
 		}
-		if wait, _ := s.cmd.Flags().GetBool("wait"); wait {
+		wait, _ := s.cmd.Flags().GetBool("wait")
+		if wait {
 			path += "?wait=applied"
 		}
-		var body struct {
-			Connection   store.Connection `json:"connection"`
-			Gateways     *int             `json:"gateways"`
-			Acknowledged int              `json:"acknowledged"`
-			Pending      []string         `json:"pending"`
-		}
+		// Without ?wait the answer is a ConnectionBody, which decodes into
+		// Applied with the gateway fields left empty (and not printed).
+		var body controlapi.Applied
 		raw, code, err := s.call(method, path, nil, &body)
 		if err != nil {
 			return code, err
@@ -224,8 +204,8 @@ func change(action string) func(*session, []string) (int, error) {
 			return s.print(raw)
 		}
 		s.table(connectionRows(body.Connection)...)
-		if body.Gateways != nil {
-			fmt.Fprintf(s.out, "\ngateways: %d acknowledged of %d", body.Acknowledged, *body.Gateways)
+		if wait {
+			fmt.Fprintf(s.out, "\ngateways: %d acknowledged of %d", body.Acknowledged, body.Gateways)
 			if len(body.Pending) > 0 {
 				fmt.Fprintf(s.out, " (pending: %s)", strings.Join(body.Pending, ", "))
 			}
@@ -236,12 +216,9 @@ func change(action string) func(*session, []string) (int, error) {
 }
 
 func audit(s *session, _ []string) (int, error) {
-	q := s.pageQuery(map[string]string{"org": "org_id", "connection": "connection_id"})
-	var page struct {
-		Entries    []store.AuditEntry `json:"entries"`
-		NextCursor string             `json:"next_cursor"`
-	}
-	raw, code, err := s.call("GET", "/v1/audit?"+q.Encode(), nil, &page)
+	var page controlapi.AuditPage
+	path := s.pagePath(controlapi.PathAudit, map[string]string{"org": "org_id", "connection": "connection_id"})
+	raw, code, err := s.call(http.MethodGet, path, nil, &page)
 	if err != nil {
 		return code, err
 	}

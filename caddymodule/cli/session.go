@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/conngate/conngate/caddymodule/controlapi"
 )
 
 // session is one command run: where to send requests, with which key, and
@@ -89,22 +91,16 @@ func (s *session) call(method, path string, body, out any) ([]byte, int, error) 
 		}
 		return raw, exitOK, nil
 	}
-	var apiErr struct{ Error, Message string }
-	json.Unmarshal(raw, &apiErr)
-	msg := apiErr.Message
-	if msg == "" {
-		msg = resp.Status
+	apiErr := &controlapi.Error{Status: resp.StatusCode}
+	if err := json.Unmarshal(raw, apiErr); err != nil || apiErr.Code == "" {
+		return nil, exitForStatus(resp.StatusCode), fmt.Errorf("unexpected answer: %s", resp.Status)
 	}
-	code := map[int]int{400: exitUsage, 401: exitUnauthorized, 403: exitUnauthorized, 404: exitNotFound, 409: exitConflict}[resp.StatusCode]
-	if code == 0 {
-		code = exitFailed
-	}
-	return nil, code, fmt.Errorf("%s (%s)", msg, apiErr.Error)
+	return nil, exitForStatus(resp.StatusCode), apiErr
 }
 
-// pageQuery turns the filter flags (flag name -> query parameter) and the
-// paging flags --cursor and --limit into a listing's query.
-func (s *session) pageQuery(filters map[string]string) url.Values {
+// pagePath is a listing's path with the query the filter flags (flag name
+// -> query parameter) and the paging flags --cursor and --limit ask for.
+func (s *session) pagePath(path string, filters map[string]string) string {
 	q := url.Values{}
 	filters["cursor"] = "cursor"
 	for flag, param := range filters {
@@ -115,7 +111,10 @@ func (s *session) pageQuery(filters map[string]string) url.Values {
 	if n, _ := s.cmd.Flags().GetInt("limit"); n != 0 {
 		q.Set("limit", fmt.Sprint(n))
 	}
-	return q
+	if len(q) == 0 {
+		return path
+	}
+	return path + "?" + q.Encode()
 }
 
 func (s *session) print(raw []byte) (int, error) {
