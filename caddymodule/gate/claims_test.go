@@ -43,19 +43,52 @@ func TestMaxTokenAge(t *testing.T) {
 	}
 }
 
-// A verified token is served from memory only until it expires.
+// A verified token is served from memory only until it expires: exp plus
+// leeway, or iat plus max_token_age plus leeway if that comes first.
 func TestTokenCacheNeverOutlivesExp(t *testing.T) {
-	g, ed, _, claims := claimsGate(t, func(g *Gate) { g.Leeway = caddy.Duration(time.Millisecond) })
-	claims["exp"] = time.Now().Add(1500 * time.Millisecond).Unix()
-	tok := ed.sign(t, claims, nil)
-	expectStatus(t, g, tok, 200, "")
-	g.tokens.cache.Wait()
-	if _, ok := g.tokens.cache.Get(tok); !ok {
-		t.Fatal("verified token not cached")
+	const leeway = 30 * time.Second
+	iat := time.Unix(1_900_000_000, 0)
+	exp := iat.Add(time.Hour)
+	tests := []struct {
+		name   string
+		maxAge time.Duration
+		at     time.Time
+		want   string // error description; "" to pass
+	}{
+		{"within exp", 0, exp, ""},
+		{"just before exp+leeway", 0, exp.Add(leeway - time.Nanosecond), ""},
+		{"at exp+leeway", 0, exp.Add(leeway), "token expired"},
+		{"within max_token_age", 10 * time.Minute, iat.Add(10 * time.Minute), ""},
+		{"just before iat+max_token_age+leeway", 10 * time.Minute, iat.Add(10*time.Minute + leeway - time.Nanosecond), ""},
+		{"at iat+max_token_age+leeway", 10 * time.Minute, iat.Add(10*time.Minute + leeway), "token too old"},
 	}
-	time.Sleep(time.Until(time.Unix(claims["exp"].(int64), 0).Add(50 * time.Millisecond)))
-	if res := send(t, g, bearer(tok)); res.status != 401 || res.body.Description != "token expired" {
-		t.Fatalf("after exp: %d %+v", res.status, res.body)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clock := newFakeClock(iat)
+			v, err := newTokenVerifier(&keySources{hmac: [][]byte{[]byte(hmacSecret)}}, verifierConfig{
+				leeway: leeway, algorithms: []string{"HS256"}, claim: "cid", maxAge: tt.maxAge, cacheBytes: 1 << 20, now: clock.Now,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer v.close()
+			tok := signer{"", jwt.SigningMethodHS256, []byte(hmacSecret)}.sign(t, jwt.MapClaims{"cid": "conn_a", "iat": iat.Unix(), "exp": exp.Unix()}, nil)
+			if _, err := v.verify(context.Background(), tok); err != nil {
+				t.Fatalf("at iat: %v", err)
+			}
+			v.cache.Wait()
+			if _, ok := v.cache.Get(tok); !ok {
+				t.Fatal("verified token not cached")
+			}
+			clock.Set(tt.at)
+			_, err = v.verify(context.Background(), tok)
+			switch {
+			case tt.want == "" && err != nil:
+				t.Fatalf("refused: %v", err)
+			case tt.want != "" && (err == nil || tokenInvalid(err).description != tt.want):
+				t.Fatalf("err = %v, want %q", err, tt.want)
+			}
+		})
 	}
 }
 

@@ -128,6 +128,9 @@ type Gate struct {
 	policy    freshnessPolicy
 	metrics   *metrics
 	logger    *zap.Logger
+	// now is the clock of every decision by time (token expiry, status
+	// freshness); tests set it before Provision. Default: time.Now.
+	now func() time.Time
 }
 
 // ForwardClaim copies a claim into a request header for the upstream.
@@ -204,6 +207,9 @@ func (g *Gate) Provision(ctx caddy.Context) error {
 	if g.StreamIdleTimeout == 0 {
 		g.StreamIdleTimeout = caddy.Duration(DefaultStreamIdle)
 	}
+	if g.now == nil {
+		g.now = time.Now
+	}
 	g.GatewayID = repl.ReplaceKnown(g.GatewayID, "")
 	if g.GatewayID == "" {
 		g.GatewayID = defaultGatewayID()
@@ -229,6 +235,7 @@ func (g *Gate) Provision(ctx caddy.Context) error {
 		require:    g.Require,
 		maxAge:     time.Duration(g.MaxTokenAge),
 		cacheBytes: g.TokenCacheBytes,
+		now:        g.now,
 	})
 	if err != nil {
 		return err
@@ -252,6 +259,7 @@ func (g *Gate) Provision(ctx caddy.Context) error {
 		gatewayID:   g.GatewayID,
 		cacheSize:   g.CacheSize,
 		idleTimeout: time.Duration(g.StreamIdleTimeout),
+		now:         g.now,
 	}, g.logger, g.metrics)
 	if err != nil {
 		return err

@@ -91,8 +91,8 @@ func (m *metrics) denied(d *denial) {
 	m.decisions.WithLabelValues(result, d.reason).Inc()
 }
 
-func (m *metrics) observeLookup(started time.Time, err error) {
-	m.lookupSeconds.Observe(time.Since(started).Seconds())
+func (m *metrics) observeLookup(took time.Duration, err error) {
+	m.lookupSeconds.Observe(took.Seconds())
 	if err != nil {
 		m.lookupFailures.Inc()
 	} else {

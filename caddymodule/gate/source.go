@@ -68,6 +68,7 @@ type statusSource struct {
 	closed bool
 
 	idleTimeout time.Duration
+	now         func() time.Time // every decision by time reads this clock
 	// eventTTL is the ttl given to entries set from stream events: the ttl
 	// of the gate provisioned last.
 	eventTTL  atomic.Int64
@@ -80,6 +81,7 @@ type sourceConfig struct {
 	controlURL, controlKey, gatewayID string
 	cacheSize                         int
 	idleTimeout                       time.Duration
+	now                               func() time.Time // not part of the pool key: the first user's clock serves all
 }
 
 func (c sourceConfig) poolKey() string {
@@ -91,7 +93,7 @@ func (c sourceConfig) poolKey() string {
 func loadSource(cfg sourceConfig, logger *zap.Logger, m *metrics) (*statusSource, string, error) {
 	key := cfg.poolKey()
 	v, loaded, err := sources.LoadOrNew(key, func() (caddy.Destructor, error) {
-		return newStatusSource(cfg, logger, m)
+		return newStatusSource(cfg, newControlClient(cfg.controlURL, cfg.controlKey), logger, m)
 	})
 	if err != nil {
 		return nil, "", err
@@ -103,7 +105,9 @@ func loadSource(cfg sourceConfig, logger *zap.Logger, m *metrics) (*statusSource
 	return src, key, nil
 }
 
-func newStatusSource(cfg sourceConfig, logger *zap.Logger, m *metrics) (*statusSource, error) {
+// newStatusSource starts a source that asks client; cfg.controlURL only
+// names it in logs and metrics.
+func newStatusSource(cfg sourceConfig, client *controlClient, logger *zap.Logger, m *metrics) (*statusSource, error) {
 	cache, err := ristretto.NewCache(&ristretto.Config[string, statusEntry]{
 		NumCounters:        int64(cfg.cacheSize) * 10,
 		MaxCost:            int64(cfg.cacheSize),
@@ -119,15 +123,19 @@ func newStatusSource(cfg sourceConfig, logger *zap.Logger, m *metrics) (*statusS
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &statusSource{
 		cache:       cache,
-		client:      newControlClient(cfg.controlURL, cfg.controlKey),
+		client:      client,
 		gatewayID:   cfg.gatewayID,
 		logger:      logger.With(zap.String("control_url", cfg.controlURL), zap.String("gateway_id", cfg.gatewayID)),
 		metrics:     m,
 		idleTimeout: cfg.idleTimeout,
+		now:         cfg.now,
 		stop:        cancel,
 		stopped:     make(chan struct{}),
 	}
-	s.downSince.Store(time.Now().UnixNano())
+	if s.now == nil {
+		s.now = time.Now
+	}
+	s.downSince.Store(s.now().UnixNano())
 	go s.subscribe(ctx)
 	return s, nil
 }
@@ -154,17 +162,24 @@ const (
 	expired                  // look it up again; never serve it
 )
 
-// judge applies the gate's rules: while the stream is connected every change
+// judge applies the freshness rule to e with the stream as it is now.
+func (s *statusSource) judge(e statusEntry, p *freshnessPolicy) freshness {
+	return p.judge(e.storedAt, s.connected.Load(), s.downSince.Load(), s.now)
+}
+
+// judge is the freshness rule. While the stream is connected every change
 // reaches the cache, so an entry is fresh until its ttl (ristretto drops it
 // then). While the stream is down an entry was last known to be right at the
-// later of its storing and the disconnection; it is fresh for
+// later of its storing and the disconnection (downSince); it is fresh for
 // disconnectedTTL after that and servable on lookup errors for staleIfError
-// more.
-func (s *statusSource) judge(e statusEntry, p *freshnessPolicy) freshness {
-	if s.connected.Load() {
+// more, both bounds included. storedAt and downSince are unix nanoseconds;
+// the clock is read only while the stream is down, so that the hot path
+// does not pay for it.
+func (p *freshnessPolicy) judge(storedAt int64, connected bool, downSince int64, now func() time.Time) freshness {
+	if connected {
 		return fresh
 	}
-	age := time.Duration(time.Now().UnixNano() - max(e.storedAt, s.downSince.Load()))
+	age := time.Duration(now().UnixNano() - max(storedAt, downSince))
 	switch {
 	case age <= p.disconnectedTTL:
 		return fresh
@@ -179,13 +194,13 @@ func (s *statusSource) judge(e statusEntry, p *freshnessPolicy) freshness {
 // is down, for disconnectedTTL+staleIfError).
 func (s *statusSource) lookup(ctx context.Context, id string, p *freshnessPolicy) (store.Status, error) {
 	results := s.flights.DoChan(id, func() (any, error) {
-		started := time.Now()
+		started := s.now()
 		// Not the request's context: a client that gives up must not fail
 		// the other requests sharing this lookup.
 		lctx, cancel := context.WithTimeout(context.Background(), p.timeout)
 		defer cancel()
 		e, err := s.client.status(lctx, id)
-		s.metrics.observeLookup(started, err)
+		s.metrics.observeLookup(s.now().Sub(started), err)
 		if err != nil {
 			return nil, err
 		}
@@ -221,7 +236,7 @@ func (s *statusSource) store(id string, e statusEntry, ttl time.Duration, starte
 	if e.status == statusUnknown {
 		ttl = min(ttl, unknownTTL)
 	}
-	e.storedAt = time.Now().UnixNano()
+	e.storedAt = s.now().UnixNano()
 	s.cache.SetWithTTL(id, e, 1, ttl)
 	// Wait until it is stored: the next write for this id is then an
 	// update, which ristretto applies at once and checks with ShouldUpdate,
@@ -234,7 +249,7 @@ func (s *statusSource) store(id string, e statusEntry, ttl time.Duration, starte
 // id not in the cache is only remembered in recent, where a lookup under way
 // for it will find the change.
 func (s *statusSource) apply(c store.Change) {
-	now := time.Now()
+	now := s.now()
 	s.writes.Lock()
 	defer s.writes.Unlock()
 	s.recent.record(c, now)
@@ -251,7 +266,7 @@ func (s *statusSource) apply(c store.Change) {
 func (s *statusSource) reset() {
 	s.writes.Lock()
 	defer s.writes.Unlock()
-	s.recent.clearAll(time.Now())
+	s.recent.clearAll(s.now())
 	if !s.closed {
 		s.cache.Clear()
 	}

@@ -14,6 +14,53 @@ import (
 	"github.com/conngate/conngate/store"
 )
 
+// The freshness rule, at the exact edges of disconnected_ttl and
+// stale_if_error. Times are offsets from the disconnection.
+func TestJudge(t *testing.T) {
+	const (
+		ttl   = time.Second      // disconnected_ttl
+		grace = 30 * time.Second // stale_if_error
+		ns    = time.Nanosecond
+	)
+	policy := freshnessPolicy{ttl: time.Hour, disconnectedTTL: ttl, staleIfError: grace}
+	noGrace := freshnessPolicy{ttl: time.Hour, disconnectedTTL: ttl}
+	tests := []struct {
+		name      string
+		policy    freshnessPolicy
+		connected bool
+		storedAt  time.Duration
+		now       time.Duration
+		want      freshness
+	}{
+		{"connected: fresh however old", policy, true, -24 * time.Hour, time.Hour, fresh},
+		{"just disconnected", policy, false, -time.Minute, 0, fresh},
+		{"at disconnected_ttl", policy, false, -time.Minute, ttl, fresh},
+		{"just past disconnected_ttl", policy, false, -time.Minute, ttl + ns, stale},
+		{"at disconnected_ttl+stale_if_error", policy, false, -time.Minute, ttl + grace, stale},
+		{"just past disconnected_ttl+stale_if_error", policy, false, -time.Minute, ttl + grace + ns, expired},
+		{"no stale_if_error: expired right after disconnected_ttl", noGrace, false, -time.Minute, ttl + ns, expired},
+		{"stored after the disconnection: counted from storing", policy, false, 10 * time.Second, 10*time.Second + ttl, fresh},
+		{"stored after the disconnection, just past its ttl", policy, false, 10 * time.Second, 10*time.Second + ttl + ns, stale},
+		{"stored after the disconnection, just past its grace", policy, false, 10 * time.Second, 10*time.Second + ttl + grace + ns, expired},
+		{"stored before the disconnection: counted from it", policy, false, -10 * time.Second, ttl, fresh},
+		{"stored before the disconnection, just past the ttl", policy, false, -10 * time.Second, ttl + ns, stale},
+		{"stored at the disconnection", policy, false, 0, ttl + grace, stale},
+	}
+	names := map[freshness]string{fresh: "fresh", stale: "stale", expired: "expired"}
+	down := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			now := func() time.Time { return down.Add(tt.now) }
+			got := tt.policy.judge(down.Add(tt.storedAt).UnixNano(), tt.connected, down.UnixNano(), now)
+			if got != tt.want {
+				t.Fatalf("judge = %s, want %s", names[got], names[tt.want])
+			}
+		})
+	}
+	// The hot path: a connected stream costs no clock read.
+	policy.judge(0, true, 0, func() time.Time { t.Fatal("clock read while connected"); return time.Time{} })
+}
+
 // A change seen on the stream whose cache insert did not land (ristretto may
 // drop or refuse inserts) still wins over an older lookup answer.
 func TestLookupDefersToRecentChange(t *testing.T) {
@@ -25,8 +72,8 @@ func TestLookupDefersToRecentChange(t *testing.T) {
 		io.WriteString(w, `{"id":"conn_a","status":"active","revision":1}`)
 	}))
 	defer control.Close()
-	src, err := newStatusSource(sourceConfig{controlURL: control.URL, controlKey: "k", gatewayID: "g", cacheSize: 10, idleTimeout: time.Minute},
-		zap.NewNop(), newMetrics())
+	cfg := sourceConfig{controlURL: control.URL, controlKey: "k", gatewayID: "g", cacheSize: 10, idleTimeout: time.Minute}
+	src, err := newStatusSource(cfg, newControlClient(cfg.controlURL, cfg.controlKey), zap.NewNop(), newMetrics())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,8 +102,8 @@ func TestLookupDefersToRecentChange(t *testing.T) {
 // Two stream events for one id, or a lookup's write and an event, in either
 // order and at the same time, never leave the older status in the cache.
 func TestLookupAndEventNeverLoseTheNewerStatus(t *testing.T) {
-	src, err := newStatusSource(sourceConfig{controlURL: "http://127.0.0.1:1", controlKey: "k", gatewayID: "g", cacheSize: 10000, idleTimeout: time.Minute},
-		zap.NewNop(), newMetrics())
+	cfg := sourceConfig{controlURL: "http://127.0.0.1:1", controlKey: "k", gatewayID: "g", cacheSize: 10000, idleTimeout: time.Minute}
+	src, err := newStatusSource(cfg, newControlClient(cfg.controlURL, cfg.controlKey), zap.NewNop(), newMetrics())
 	if err != nil {
 		t.Fatal(err)
 	}

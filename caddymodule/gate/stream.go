@@ -38,13 +38,13 @@ func (s *statusSource) subscribe(ctx context.Context) {
 	resumable := false // true once a sync gave a revision to resume from
 	everConnected := false
 	for {
-		began := time.Now()
+		began := s.now()
 		err := s.streamOnce(ctx, &resumable)
 		s.markDisconnected()
 		if ctx.Err() != nil {
 			return
 		}
-		if time.Since(began) > healthyStream {
+		if s.now().Sub(began) > healthyStream {
 			backoff = minBackoff
 		}
 		wait := backoff/2 + rand.N(backoff/2+1)
@@ -68,7 +68,7 @@ func (s *statusSource) subscribe(ctx context.Context) {
 
 func (s *statusSource) markDisconnected() {
 	if s.connected.Swap(false) {
-		s.downSince.Store(time.Now().UnixNano())
+		s.downSince.Store(s.now().UnixNano())
 		s.metrics.streamConnected(s, false)
 	}
 }

@@ -26,6 +26,7 @@ type verifierConfig struct {
 	require    []string
 	maxAge     time.Duration
 	cacheBytes int64
+	now        func() time.Time // the clock every expiry check reads; nil for time.Now
 }
 
 // verified is what a token yields once checked, cached until it expires.
@@ -62,7 +63,11 @@ func (e *claimError) Error() string { return e.description }
 const tokenEntryOverhead = 512
 
 func newTokenVerifier(keys *keySources, cfg verifierConfig) (*tokenVerifier, error) {
+	if cfg.now == nil {
+		cfg.now = time.Now
+	}
 	opts := []jwt.ParserOption{
+		jwt.WithTimeFunc(cfg.now),
 		jwt.WithValidMethods(cfg.algorithms),
 		jwt.WithLeeway(cfg.leeway),
 		jwt.WithExpirationRequired(),
@@ -102,7 +107,7 @@ func (v *tokenVerifier) close() {
 
 // verify checks raw and returns what it yields.
 func (v *tokenVerifier) verify(ctx context.Context, raw string) (*verified, error) {
-	now := time.Now().UnixNano()
+	now := v.cfg.now().UnixNano()
 	cached, hit := v.cache.Get(raw)
 	hit = hit && cached.token == raw
 	if hit && now < cached.expires && cached.generation == v.generation.Load() {
@@ -166,7 +171,7 @@ func (v *tokenVerifier) checkClaims(raw string, claims jwt.MapClaims) (*verified
 			return nil, &claimError{"iat missing; max_token_age needs it"}
 		}
 		oldest := iat.Add(v.cfg.maxAge + v.cfg.leeway)
-		if !time.Now().Before(oldest) {
+		if !v.cfg.now().Before(oldest) {
 			return nil, &claimError{"token too old"}
 		}
 		if oldest.Before(expires) {
