@@ -2,12 +2,9 @@ package tests
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"os/exec"
-	"regexp"
 	"strings"
 	"testing"
 )
@@ -69,13 +66,12 @@ func TestCLI(t *testing.T) {
 	if code != 6 || !strings.Contains(out, "cannot be undone") {
 		t.Fatalf("delete answered no: %d %s", code, out)
 	}
-	if out, _ := d.cli(t, "", "show", id); !strings.Contains(out, "disabled") {
-		t.Fatalf("unconfirmed delete deleted: %s", out)
-	}
 	if out, code := d.cli(t, "", "delete", id, "--yes"); code != 0 || !strings.Contains(out, "deleted") {
 		t.Fatalf("delete --yes: %d %s", code, out)
 	}
 
+	// Each exit code, as the caddy process ends with it, and its message
+	// said once (the CLI's tests cover every case in-process).
 	for _, tt := range []struct {
 		name string
 		args []string
@@ -84,33 +80,12 @@ func TestCLI(t *testing.T) {
 		{"enable a deleted connection", []string{"enable", id}, 4},
 		{"show an unknown connection", []string{"show", "conn_nope"}, 3},
 		{"wrong key", []string{"list", "--org", "org-1", "--key", "not-the-admin-key-at-all"}, 5},
-		{"missing flags", []string{"create", "--name", "x"}, 2},
-		{"missing argument", []string{"show"}, 2},
 		{"unknown command", []string{"lst"}, 2},
-		{"no command", []string{}, 2},
-		{"unknown flag", []string{"list", "--bogus"}, 2},
 		{"bad flag value", []string{"list", "--limit", "abc"}, 2},
 		{"unreachable endpoint", []string{"list", "--endpoint", "http://127.0.0.1:1"}, 1},
 	} {
-		if out, code := d.cli(t, "", tt.args...); code != tt.code {
-			t.Errorf("%s: exit %d, want %d\n%s", tt.name, code, tt.code, out)
+		if out, code := d.cli(t, "", tt.args...); code != tt.code || strings.Count(out, "error:") != 1 {
+			t.Errorf("%s: exit %d, want %d, and one error message\n%s", tt.name, code, tt.code, out)
 		}
-	}
-
-	noKey := exec.Command(caddyBin, "connections", "list", "--org", "org-1")
-	noKey.Env = append(isolatedEnv(d.dir), "CONNGATE_ENDPOINT="+d.control)
-	if out, err := noKey.CombinedOutput(); noKey.ProcessState.ExitCode() != 5 || !strings.Contains(string(out), "no API key") {
-		t.Errorf("no key: exit %d, %v\n%s", noKey.ProcessState.ExitCode(), err, out)
-	}
-
-	if out, code := d.cli(t, "", "audit", "--connection", id); code != 0 || strings.Count(out, id) != 3 || !strings.Contains(out, "api_key:admin") {
-		t.Fatalf("audit: %d %s", code, out)
-	}
-
-	out, code = d.cli(t, "", "new-key", "--id", "alice", "--name", "Alice")
-	key := regexp.MustCompile(`(?m)^[0-9a-f]{64}$`).FindString(out)
-	sum := sha256.Sum256([]byte(key))
-	if code != 0 || key == "" || !strings.Contains(out, hex.EncodeToString(sum[:])) || !strings.Contains(out, `"id":"alice"`) {
-		t.Fatalf("new-key: %d %s", code, out)
 	}
 }
