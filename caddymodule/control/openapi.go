@@ -1,6 +1,7 @@
 package control
 
 import (
+	"bytes"
 	_ "embed"
 	"net/http"
 )
@@ -16,3 +17,7 @@ func serveOpenAPI(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	_, _ = w.Write(openAPI)
 }
+
+// OpenAPIDocument returns the OpenAPI document served at /v1/openapi.json,
+// for tests that check the API's answers against it.
+func OpenAPIDocument() []byte { return bytes.Clone(openAPI) }

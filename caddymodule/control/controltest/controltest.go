@@ -25,6 +25,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 
 	"github.com/conngate/conngate/caddymodule/control"
+	"github.com/conngate/conngate/caddymodule/control/contracttest"
 	"github.com/conngate/conngate/caddymodule/controlapi"
 	"github.com/conngate/conngate/store"
 )
@@ -87,7 +88,9 @@ func Provision(t testing.TB, opts Options) error {
 	return c.Provision(ctx)
 }
 
-// Start provisions a Control module and serves it until the test ends.
+// Start provisions a Control module and serves it until the test ends. Every
+// exchange with it is checked against the OpenAPI document: an answer that
+// leaves it fails the test.
 func Start(t testing.TB, opts Options) *Server {
 	t.Helper()
 	if opts.Dir == "" {
@@ -121,11 +124,16 @@ func Start(t testing.TB, opts Options) *Server {
 		cancel()
 		t.Fatalf("validating control: %v", err)
 	}
-	s.HTTP = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	contract, err := contracttest.Load()
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	s.HTTP = httptest.NewUnstartedServer(contract.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := c.ServeHTTP(w, r, nil); err != nil {
 			t.Errorf("control handler returned %v", err)
 		}
-	}))
+	}), reporter(t)))
 	if opts.Addr != "" {
 		l, err := net.Listen("tcp", opts.Addr)
 		if err != nil {
@@ -144,6 +152,30 @@ func Start(t testing.TB, opts Options) *Server {
 	}
 	t.Cleanup(s.Stop)
 	return s
+}
+
+// reporter fails the test with each answer that leaves the OpenAPI
+// document. A fuzz test's F may not be failed while its fuzz target runs,
+// so its mismatches are reported when it ends.
+func reporter(t testing.TB) func(error) {
+	f, ok := t.(*testing.F)
+	if !ok {
+		return func(err error) { t.Errorf("openapi.json: %v", err) }
+	}
+	var mu sync.Mutex
+	var mismatches []error
+	f.Cleanup(func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, err := range mismatches {
+			f.Errorf("openapi.json: %v", err)
+		}
+	})
+	return func(err error) {
+		mu.Lock()
+		mismatches = append(mismatches, err)
+		mu.Unlock()
+	}
 }
 
 func loadOrWriteKey(t testing.TB, path string) ed25519.PrivateKey {
@@ -184,6 +216,9 @@ func (s *Server) Do(t testing.TB, key, method, path string, body, out any) int {
 	}
 	if key != "" {
 		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
