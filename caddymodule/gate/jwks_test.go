@@ -114,15 +114,16 @@ func TestJWKSNeverStallsTraffic(t *testing.T) {
 
 	// Hanging provider: the unknown kid waits at most the bound; a known kid
 	// is not slowed at all.
-	jwks.delay.Store(int64(3 * time.Second))
+	jwks.hang.engage()
 	allowOnDemandRefresh(g)
+	fetches = jwks.fetches.Load()
 	done := make(chan time.Duration)
 	go func() {
 		start := time.Now()
 		send(t, g, bearer(signer{"rsa-hang", jwt.SigningMethodRS256, key2}.sign(t, claims(1), nil)))
 		done <- time.Since(start)
 	}()
-	time.Sleep(50 * time.Millisecond)
+	eventually(t, within, "the refresh for the unknown kid reached the provider", func() bool { return jwks.fetches.Load() > fetches })
 	start = time.Now()
 	expectStatus(t, g, known.sign(t, claims(2), nil), 200, "")
 	if took := time.Since(start); took > 200*time.Millisecond {

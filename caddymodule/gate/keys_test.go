@@ -17,7 +17,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/MicahParks/jwkset"
 	"github.com/golang-jwt/jwt/v5"
@@ -94,7 +93,7 @@ type jwksServer struct {
 	mu      sync.Mutex
 	signers []signer
 	failing atomic.Bool
-	delay   atomic.Int64
+	hang    hold // while engaged, fetches get no answer
 	fetches atomic.Int32
 }
 
@@ -102,7 +101,7 @@ func newJWKSServer(t *testing.T, signers ...signer) *jwksServer {
 	j := &jwksServer{signers: signers}
 	j.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		j.fetches.Add(1)
-		time.Sleep(time.Duration(j.delay.Load()))
+		j.hang.wait(r.Context())
 		if j.failing.Load() {
 			http.Error(w, "down", http.StatusInternalServerError)
 			return
@@ -120,7 +119,7 @@ func newJWKSServer(t *testing.T, signers ...signer) *jwksServer {
 		json.NewEncoder(w).Encode(set)
 	}))
 	t.Cleanup(func() {
-		j.delay.Store(0)
+		j.hang.release()
 		j.CloseClientConnections()
 		j.Close()
 	})

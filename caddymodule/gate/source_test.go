@@ -6,7 +6,10 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
+	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"go.uber.org/zap"
@@ -155,4 +158,62 @@ func TestRecentChangesScale(t *testing.T) {
 	if _, ok := r.newer("first", 0); ok {
 		t.Error("a change older than the window was kept")
 	}
+}
+
+// roundTripFunc is an http.RoundTripper in a function: an in-process
+// control endpoint, so that a test can run in a synctest bubble.
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// Concurrent misses for one connection make one lookup, and every one of
+// them gets its answer.
+func TestLookupsAreCoalesced(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var lookups atomic.Int32
+		release := make(chan struct{})
+		control := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			if !strings.HasSuffix(r.URL.Path, "/status") {
+				<-r.Context().Done() // the change stream: never connects
+				return nil, r.Context().Err()
+			}
+			lookups.Add(1)
+			select {
+			case <-release:
+			case <-r.Context().Done():
+				return nil, r.Context().Err()
+			}
+			return &http.Response{StatusCode: http.StatusOK, Header: http.Header{}, Request: r,
+				Body: io.NopCloser(strings.NewReader(`{"id":"conn_a","status":"active","revision":1}`))}, nil
+		})
+		client := &controlClient{base: "http://control.test", authorization: "Bearer k",
+			http: &http.Client{Transport: control}, streams: &http.Client{Transport: control}}
+		src, err := newStatusSource(sourceConfig{controlURL: client.base, gatewayID: "g", cacheSize: 10, idleTimeout: time.Minute},
+			client, zap.NewNop(), newMetrics())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer src.Destruct()
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+
+		policy := &freshnessPolicy{ttl: time.Hour, disconnectedTTL: time.Hour, timeout: time.Second}
+		answers := make(chan string, 50)
+		for range 50 {
+			go func() {
+				st, err := src.lookup(ctx, "conn_a", policy)
+				answers <- fmt.Sprintf("%s %v", st, err)
+			}()
+		}
+		synctest.Wait() // all 50 are waiting for an answer
+		if n := lookups.Load(); n != 1 {
+			t.Fatalf("%d lookups for 50 concurrent misses, want 1", n)
+		}
+		close(release)
+		for range 50 {
+			if got := <-answers; got != "active <nil>" {
+				t.Fatalf("answer %q, want active", got)
+			}
+		}
+	})
 }

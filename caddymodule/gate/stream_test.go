@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -56,14 +55,15 @@ func TestChangesReachEveryGateway(t *testing.T) {
 	for _, g := range gates {
 		eventuallyStatus(t, g, c.AccessToken, 200)
 	}
-	s.Act(t, c.Connection.ID, store.ActionDelete)
+	del := s.Act(t, c.Connection.ID, store.ActionDelete)
 	for _, g := range gates {
 		eventuallyStatus(t, g, c.AccessToken, 401)
 		expectStatus(t, g, c.AccessToken, 401, "connection_deleted")
-	}
-	time.Sleep(100 * time.Millisecond)
-	for _, g := range gates {
-		expectStatus(t, g, c.AccessToken, 401, "connection_deleted")
+		// Cached at the deletion's revision, which nothing older can
+		// replace: the answer stays.
+		if e, ok := g.source.cache.Get(c.Connection.ID); !ok || e.status != store.StatusDeleted || e.revision != del.Revision {
+			t.Fatalf("gateway %s cached %+v (%v), want deleted at revision %d", g.GatewayID, e, ok, del.Revision)
+		}
 	}
 }
 
@@ -101,7 +101,7 @@ func TestWaitAppliedWithRealGateways(t *testing.T) {
 		expectStatus(t, g, c.AccessToken, 401, "connection_disabled")
 	}
 
-	stall.stalled.Store(true)
+	stall.stall.engage()
 	start := time.Now()
 	s.Do(t, s.AdminKey, "POST", "/v1/connections/"+c.Connection.ID+"/enable?wait=applied&timeout=500ms", nil, &got)
 	if took := time.Since(start); took < 500*time.Millisecond || took > 2*time.Second {
@@ -110,7 +110,7 @@ func TestWaitAppliedWithRealGateways(t *testing.T) {
 	if got.Gateways != 3 || got.Acknowledged != 2 || len(got.Pending) != 1 || got.Pending[0] != "gw-2" {
 		t.Fatalf("one stalled: %+v", got)
 	}
-	stall.stalled.Store(false)
+	stall.stall.release()
 	eventuallyStatus(t, gates[2], c.AccessToken, 200)
 }
 
@@ -207,29 +207,6 @@ func TestReloadKeepsCacheAndStream(t *testing.T) {
 	eventuallyStatus(t, fresh, c.AccessToken, 401)
 }
 
-// Concurrent misses for one connection make one lookup.
-func TestLookupsAreCoalesced(t *testing.T) {
-	s := controltest.Start(t, controltest.Options{})
-	p := newControlProxy(t, s.URL)
-	p.lookupDelay.Store(int64(100 * time.Millisecond))
-	c := s.Create(t, "org-1") // before the gate: no event brings it into the cache
-	g := newGate(t, s, func(g *Gate) { g.ControlURL = p.URL })
-	var wg sync.WaitGroup
-	for range 50 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if res := send(t, g, bearer(c.AccessToken)); res.status != 200 {
-				t.Errorf("status %d", res.status)
-			}
-		}()
-	}
-	wg.Wait()
-	if n := p.lookups.Load(); n != 1 {
-		t.Errorf("%d lookups for 50 concurrent misses, want 1", n)
-	}
-}
-
 // A lookup answered before a change but finishing after the change's event
 // must not put the older status back.
 func TestSlowLookupDoesNotUndoAChange(t *testing.T) {
@@ -237,14 +214,14 @@ func TestSlowLookupDoesNotUndoAChange(t *testing.T) {
 	p := newControlProxy(t, s.URL)
 	c := s.Create(t, "org-1") // before the gate: no event brings it into the cache
 	g := newGate(t, s, func(g *Gate) { g.ControlURL = p.URL })
-	p.lookupDelay.Store(int64(400 * time.Millisecond))
+	p.lookupHold.engage()
 
 	first := make(chan int)
 	go func() { first <- send(t, g, bearer(c.AccessToken)).status }()
-	eventually(t, within, "the lookup reached the control endpoint", func() bool { return p.lookups.Load() == 1 })
-	time.Sleep(50 * time.Millisecond) // it has read "active" and is being held
+	eventually(t, within, `the lookup has read "active" and is held`, func() bool { return p.answered.Load() == 1 })
 	d := s.Act(t, c.Connection.ID, store.ActionDisable)
 	eventually(t, within, "the gateway applied the change", func() bool { return g.source.applied.Load() >= d.Revision })
+	p.lookupHold.release()
 	<-first // answered by the held lookup, which began before the change
 	expectStatus(t, g, c.AccessToken, 401, "connection_disabled")
 	if n := p.lookups.Load(); n != 1 {
@@ -254,13 +231,16 @@ func TestSlowLookupDoesNotUndoAChange(t *testing.T) {
 
 // While the stream is down: cached statuses are served for disconnected_ttl,
 // then looked up again; with the control endpoint unreachable they are served
-// for stale_if_error more, then 503. Never a 200 without a status.
+// for stale_if_error more, then 503. Never a 200 without a status. The
+// gate's clock moves only when the test moves it.
 func TestControlDown(t *testing.T) {
 	s := controltest.Start(t, controltest.Options{})
 	uncached := s.Create(t, "org-1") // before the gate: no event brings it into the cache
+	clock := newFakeClock(time.Now())
 	g := newGate(t, s, func(g *Gate) {
-		g.DisconnectedTTL = caddy.Duration(300 * time.Millisecond)
-		g.StaleIfError = caddy.Duration(700 * time.Millisecond)
+		g.now = clock.Now
+		g.DisconnectedTTL = caddy.Duration(time.Second)
+		g.StaleIfError = caddy.Duration(30 * time.Second)
 		g.ControlTimeout = caddy.Duration(200 * time.Millisecond)
 	})
 	cached := s.Create(t, "org-1")
@@ -268,15 +248,14 @@ func TestControlDown(t *testing.T) {
 
 	s.Stop()
 	eventually(t, within, "stream noticed the stop", func() bool { return !g.source.connected.Load() })
-	down := time.Now()
 	expectStatus(t, g, cached.AccessToken, 200, "")
 	res := send(t, g, bearer(uncached.AccessToken))
 	if res.status != 503 || res.upstream != nil || res.body.Reason != "status_unavailable" || res.header.Get("Retry-After") == "" {
 		t.Fatalf("uncached with control down: %d %+v Retry-After=%q", res.status, res.body, res.header.Get("Retry-After"))
 	}
-	time.Sleep(time.Until(down.Add(500 * time.Millisecond)))
+	clock.Advance(2 * time.Second)
 	expectStatus(t, g, cached.AccessToken, 200, "") // stale, within stale_if_error
-	time.Sleep(time.Until(down.Add(1200 * time.Millisecond)))
+	clock.Advance(30 * time.Second)
 	expectStatus(t, g, cached.AccessToken, 503, "status_unavailable")
 }
 
