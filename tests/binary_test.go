@@ -75,9 +75,12 @@ func runCaddy(t *testing.T, dir string, env []string, args ...string) (string, e
 }
 
 // startCaddy runs `caddy run` on the Caddyfile in dir and waits until ready
-// answers 200. The process is stopped when the test ends.
+// answers 200. The process is stopped when the test ends. When ready is a
+// control endpoint's JWKS, the test's answers from that endpoint are checked
+// against the OpenAPI document (openapi_contract_test.go).
 func startCaddy(t testing.TB, dir string, env []string, ready string) *caddyProcess {
 	t.Helper()
+	watchControl(t, ready)
 	p := &caddyProcess{log: new(bytes.Buffer)}
 	p.cmd = exec.Command(caddyBin, "run", "--config", "Caddyfile", "--adapter", "caddyfile")
 	p.cmd.Dir, p.cmd.Env = dir, env
