@@ -163,10 +163,21 @@ func (Gate) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision sets defaults, starts the key set refresher and builds the cache.
+// Provision sets defaults, refuses a configuration that cannot work, and
+// only then starts what the gate runs on: a bad config leaves nothing behind.
 func (g *Gate) Provision(ctx caddy.Context) error {
 	g.logger = ctx.Logger()
 	repl := caddy.NewReplacer()
+	g.setDefaults(repl)
+	if err := g.check(repl); err != nil {
+		return err
+	}
+	return g.start(ctx, repl)
+}
+
+// setDefaults fills in what the config leaves out. The control URL and the
+// gateway id are resolved here because defaults derive from them.
+func (g *Gate) setDefaults(repl *caddy.Replacer) {
 	g.ControlURL = strings.TrimRight(repl.ReplaceKnown(g.ControlURL, ""), "/")
 	if len(g.JWKSURLs) == 0 && len(g.PublicKeyFiles) == 0 && len(g.HMACSecrets) == 0 && g.ControlURL != "" {
 		g.JWKSURLs = []string{g.ControlURL + "/.well-known/jwks.json"}
@@ -207,21 +218,23 @@ func (g *Gate) Provision(ctx caddy.Context) error {
 	if g.StreamIdleTimeout == 0 {
 		g.StreamIdleTimeout = caddy.Duration(DefaultStreamIdle)
 	}
-	if g.now == nil {
-		g.now = time.Now
-	}
 	g.GatewayID = repl.ReplaceKnown(g.GatewayID, "")
 	if g.GatewayID == "" {
 		g.GatewayID = defaultGatewayID()
 	}
-	if err := g.check(repl); err != nil {
-		return err
+	if g.now == nil {
+		g.now = time.Now
 	}
+}
+
+// start loads the keys, builds the token verifier, starts the key set
+// refreshers and joins (or starts) the shared status source. Whatever it
+// started before failing is released by Cleanup.
+func (g *Gate) start(ctx caddy.Context, repl *caddy.Replacer) error {
 	g.metrics = gateMetrics
 	if err := g.metrics.register(ctx.GetMetricsRegistry()); err != nil {
 		return fmt.Errorf("registering metrics: %w", err)
 	}
-
 	keys, err := g.loadKeys(repl)
 	if err != nil {
 		return err
@@ -244,7 +257,6 @@ func (g *Gate) Provision(ctx caddy.Context) error {
 	jwksCtx, stop := context.WithCancel(ctx)
 	g.jwksStop = stop
 	for _, set := range keys.jwks {
-		set.onChange = g.tokens.keysChanged
 		go set.run(jwksCtx, time.Duration(g.JWKSRefreshInterval))
 	}
 	g.policy = freshnessPolicy{
@@ -268,7 +280,9 @@ func (g *Gate) Provision(ctx caddy.Context) error {
 	return nil
 }
 
-// loadKeys reads the static keys and sets up the key sets (not yet fetched).
+// loadKeys reads the static keys and sets up the key sets (not yet
+// fetched); a key set that changes makes every cached token be verified
+// again.
 func (g *Gate) loadKeys(repl *caddy.Replacer) (*keySources, error) {
 	keys := &keySources{}
 	for _, path := range g.PublicKeyFiles {
@@ -278,15 +292,11 @@ func (g *Gate) loadKeys(repl *caddy.Replacer) (*keySources, error) {
 		}
 		keys.public = append(keys.public, pub)
 	}
-	for i, secret := range g.HMACSecrets {
-		s := repl.ReplaceKnown(secret, "")
-		if len(s) < minHMACSecret {
-			return nil, fmt.Errorf("hmac_secret %d: %d bytes; want at least %d (if it comes from a placeholder, is the variable set?)", i+1, len(s), minHMACSecret)
-		}
-		keys.hmac = append(keys.hmac, []byte(s))
+	for _, secret := range g.HMACSecrets {
+		keys.hmac = append(keys.hmac, []byte(repl.ReplaceKnown(secret, "")))
 	}
 	for _, u := range g.JWKSURLs {
-		set, err := newJWKSSet(u, g.logger, func() {})
+		set, err := newJWKSSet(u, g.logger, keys.changed)
 		if err != nil {
 			return nil, err
 		}
@@ -303,8 +313,8 @@ func defaultGatewayID() string {
 	return host
 }
 
-// check refuses configurations that cannot work. It runs in Provision,
-// before anything is started, so that a bad config leaves nothing behind.
+// check refuses configurations that cannot work, once defaults are set and
+// before anything is started.
 func (g *Gate) check(repl *caddy.Replacer) error {
 	if g.ControlURL == "" {
 		return errors.New("control_url is required")
@@ -332,6 +342,11 @@ func (g *Gate) check(repl *caddy.Replacer) error {
 	}
 	if !hmacAllowed && len(g.HMACSecrets) > 0 {
 		return errors.New("hmac_secret is given but algorithms lists no HS256, HS384 or HS512")
+	}
+	for i, secret := range g.HMACSecrets {
+		if n := len(repl.ReplaceKnown(secret, "")); n < minHMACSecret {
+			return fmt.Errorf("hmac_secret %d: %d bytes; want at least %d (if it comes from a placeholder, is the variable set?)", i+1, n, minHMACSecret)
+		}
 	}
 	if strings.Contains("."+g.ConnectionClaim+".", "..") {
 		return fmt.Errorf("connection_claim %q: empty path segment", g.ConnectionClaim)

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -293,6 +294,40 @@ func TestProvisionRefusesBadConfig(t *testing.T) {
 			err := g.Provision(ctx)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("err = %v, want it to mention %q", err, tt.want)
+			}
+			if g.source != nil || g.jwksStop != nil {
+				t.Fatal("a refused config started the status source or the key set refreshers")
+			}
+		})
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	t.Setenv("CONNGATE_TEST_CONTROL", "http://control.test:9180/")
+	tests := []struct {
+		name     string
+		gate     Gate
+		wantJWKS []string
+	}{
+		{"key set from the control endpoint", Gate{ControlURL: "{env.CONNGATE_TEST_CONTROL}"}, []string{"http://control.test:9180/.well-known/jwks.json"}},
+		{"no key set when keys are given", Gate{ControlURL: "http://c.test", HMACSecrets: []string{"s"}}, nil},
+		{"key sets given", Gate{ControlURL: "http://c.test", JWKSURLs: []string{"http://idp.test/jwks"}}, []string{"http://idp.test/jwks"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g := tt.gate
+			g.setDefaults(caddy.NewReplacer())
+			if !slices.Equal(g.JWKSURLs, tt.wantJWKS) {
+				t.Errorf("jwks_urls %q, want %q", g.JWKSURLs, tt.wantJWKS)
+			}
+			if g.ControlURL == "" || strings.HasSuffix(g.ControlURL, "/") || strings.Contains(g.ControlURL, "{") {
+				t.Errorf("control_url %q: want it resolved, without a trailing slash", g.ControlURL)
+			}
+			if g.TTL != caddy.Duration(DefaultTTL) || g.DisconnectedTTL != caddy.Duration(DefaultDisconnectedTTL) ||
+				g.StaleIfError != caddy.Duration(DefaultStaleIfError) || g.ControlTimeout != caddy.Duration(DefaultControlTimeout) ||
+				g.Realm != DefaultRealm || g.ConnectionClaim != DefaultConnectionClaim || g.GatewayID == "" || g.now == nil ||
+				!slices.Equal(g.Algorithms, []string{"EdDSA"}) {
+				t.Errorf("defaults not set: %+v", g)
 			}
 		})
 	}

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync/atomic"
 
 	"github.com/MicahParks/jwkset"
 	"github.com/golang-jwt/jwt/v5"
@@ -46,7 +47,15 @@ type keySources struct {
 	jwks   []*jwksSet
 	public []crypto.PublicKey
 	hmac   [][]byte
+
+	// generation counts the key set changes: a token verified under an
+	// earlier generation is verified again, so that a token whose key was
+	// dropped from a set stops working.
+	generation atomic.Uint64
 }
+
+// changed is called by a key set when a fetch brings different keys.
+func (k *keySources) changed() { k.generation.Add(1) }
 
 // keyfunc returns the jwt.Keyfunc for one verification.
 func (k *keySources) keyfunc(ctx context.Context) jwt.Keyfunc {

@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/ristretto/v2"
@@ -41,11 +40,10 @@ type verified struct {
 // tokenVerifier checks bearer tokens: once per token, then from memory until
 // the token expires, is evicted, or the key sets change.
 type tokenVerifier struct {
-	keys       *keySources
-	parser     *jwt.Parser
-	cfg        verifierConfig
-	cache      *ristretto.Cache[string, *verified]
-	generation atomic.Uint64
+	keys   *keySources
+	parser *jwt.Parser
+	cfg    verifierConfig
+	cache  *ristretto.Cache[string, *verified]
 
 	// closing guards the cache against writes after close: a request still
 	// running when its config is cleaned up must not write to a closed
@@ -94,10 +92,6 @@ func newTokenVerifier(keys *keySources, cfg verifierConfig) (*tokenVerifier, err
 	return &tokenVerifier{keys: keys, parser: jwt.NewParser(opts...), cfg: cfg, cache: cache}, nil
 }
 
-// keysChanged makes every cached token be verified again on its next use,
-// so that a token whose key was dropped from a set stops working.
-func (v *tokenVerifier) keysChanged() { v.generation.Add(1) }
-
 func (v *tokenVerifier) close() {
 	v.closing.Lock()
 	v.closed = true
@@ -110,10 +104,10 @@ func (v *tokenVerifier) verify(ctx context.Context, raw string) (*verified, erro
 	now := v.cfg.now().UnixNano()
 	cached, hit := v.cache.Get(raw)
 	hit = hit && cached.token == raw
-	if hit && now < cached.expires && cached.generation == v.generation.Load() {
+	if hit && now < cached.expires && cached.generation == v.keys.generation.Load() {
 		return cached, nil
 	}
-	gen := v.generation.Load()
+	gen := v.keys.generation.Load()
 	e, err := v.check(ctx, raw)
 	if err != nil {
 		if hit {
