@@ -2,7 +2,12 @@ package control
 
 import (
 	"encoding/json"
+	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -46,5 +51,46 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 		if !slices.Contains(served, r) {
 			t.Errorf("openapi.json documents %s, which does not exist", r)
 		}
+	}
+}
+
+// The document's ErrorCode enum lists exactly the codes of controlapi,
+// read from its source so that a new code cannot be missed.
+func TestOpenAPIErrorCodes(t *testing.T) {
+	var doc struct {
+		Components struct {
+			Schemas struct {
+				ErrorCode struct {
+					Enum []string `json:"enum"`
+				} `json:"ErrorCode"`
+			} `json:"schemas"`
+		} `json:"components"`
+	}
+	if err := json.Unmarshal(openAPI, &doc); err != nil {
+		t.Fatalf("openapi.json: %v", err)
+	}
+	file, err := parser.ParseFile(token.NewFileSet(), "../controlapi/errors.go", nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var codes []string
+	ast.Inspect(file, func(n ast.Node) bool {
+		spec, ok := n.(*ast.ValueSpec)
+		if !ok || spec.Type == nil || fmt.Sprint(spec.Type) != "Code" {
+			return true
+		}
+		for _, v := range spec.Values {
+			if lit, ok := v.(*ast.BasicLit); ok && lit.Kind == token.STRING {
+				code, _ := strconv.Unquote(lit.Value)
+				codes = append(codes, code)
+			}
+		}
+		return true
+	})
+	documented := slices.Clone(doc.Components.Schemas.ErrorCode.Enum)
+	slices.Sort(codes)
+	slices.Sort(documented)
+	if len(codes) == 0 || !slices.Equal(codes, documented) {
+		t.Errorf("ErrorCode enum %v, controlapi's codes %v", documented, codes)
 	}
 }

@@ -67,6 +67,8 @@ func TestCheck(t *testing.T) {
 			Body: []byte(`{"connection":` + conn + `,"access_token":"x.y.z","token_type":"Bearer","expires_at":"2026-11-30T16:26:30Z"}`)}, "outside the document"},
 		{"a request the document refuses, refused", Exchange{Request: request("GET", "/v1/connections?limit=0", key),
 			Status: 400, Header: jsonHeader(), Body: []byte(`{"error":"invalid_request","message":"limit must be a whole number from 1 to 500."}`)}, ""},
+		{"empty query parameters, as absent", Exchange{Request: request("GET", "/v1/connections?org_id=&status=&limit=&cursor=&q=", key),
+			Status: 200, Header: jsonHeader(), Body: []byte(`{"connections":[` + conn + `],"next_cursor":""}`)}, ""},
 		{"an undocumented status", Exchange{Request: request("GET", "/v1/me", key),
 			Status: 418, Header: jsonHeader(), Body: []byte(`{"error":"internal_error","message":"teapot"}`)}, "status is not supported"},
 		{"the wrong code for the status", Exchange{Request: request("POST", "/v1/gateways/gw-1/ack", key), RequestBody: []byte(`{"revision":3}`),
