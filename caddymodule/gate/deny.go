@@ -5,6 +5,8 @@ import (
 	"errors"
 	"net/http"
 
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/golang-jwt/jwt/v5"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -90,14 +92,49 @@ func tokenInvalid(err error) *denial {
 	return &denial{http.StatusUnauthorized, "invalid_token", desc, "token_invalid"}
 }
 
+// Error names the refusal for Caddy's error handling ({http.error.message})
+// and its logs: the reason, and the description if there is one.
+func (d *denial) Error() string {
+	if d.description == "" {
+		return d.reason
+	}
+	return d.reason + ": " + d.description
+}
+
+// errorCode is the "error" of the JSON body and of {http.auth.deny.error}:
+// the RFC 6750 code of the challenge, or, for a refusal without one, a code
+// that still says what happened.
+func (d *denial) errorCode() string {
+	switch {
+	case d.status == http.StatusServiceUnavailable:
+		return "temporarily_unavailable"
+	case d.code == "":
+		return "unauthorized"
+	}
+	return d.code
+}
+
 type denialBody struct {
 	Error       string `json:"error"`
 	Description string `json:"error_description,omitempty"`
 	Reason      string `json:"reason"`
 }
 
-// deny writes the answer and logs the decision (never the token).
-func (g *Gate) deny(w http.ResponseWriter, d *denial, cid string) error {
+// deny refuses the request: it counts and logs the refusal (never the
+// token), sets the placeholders and the challenge headers, and then either
+// hands the refusal to the server's error routes or writes the default
+// answer itself (see Gate).
+func (g *Gate) deny(w http.ResponseWriter, r *http.Request, d *denial, cid string) error {
+	g.metrics.denied(d)
+	if ce := g.logger.Check(zapcore.DebugLevel, "denied"); ce != nil {
+		ce.Write(zap.Int("status", d.status), zap.String("reason", d.reason), zap.String("connection_id", cid))
+	}
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		repl.Set("http.auth.deny.reason", d.reason)
+		repl.Set("http.auth.deny.error", d.errorCode())
+		repl.Set("http.auth.deny.error_description", d.description)
+		repl.Set("http.auth.deny.connection_id", cid)
+	}
 	h := w.Header()
 	switch {
 	case d.status == http.StatusServiceUnavailable:
@@ -107,21 +144,22 @@ func (g *Gate) deny(w http.ResponseWriter, d *denial, cid string) error {
 	default:
 		h.Set("WWW-Authenticate", `Bearer realm="`+g.Realm+`", error="`+d.code+`", error_description="`+d.description+`"`)
 	}
-	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-store")
+	if errorRoutesAnswer(r) {
+		return caddyhttp.Error(d.status, d)
+	}
+	h.Set("Content-Type", "application/json")
 	w.WriteHeader(d.status)
-	code := d.code
-	switch {
-	case d.status == http.StatusServiceUnavailable:
-		code = "temporarily_unavailable"
-	case code == "":
-		code = "unauthorized"
-	}
-	_ = json.NewEncoder(w).Encode(denialBody{Error: code, Description: d.description, Reason: d.reason})
-
-	g.metrics.denied(d)
-	if ce := g.logger.Check(zapcore.DebugLevel, "denied"); ce != nil {
-		ce.Write(zap.Int("status", d.status), zap.String("reason", d.reason), zap.String("connection_id", cid))
-	}
+	_ = json.NewEncoder(w).Encode(denialBody{Error: d.errorCode(), Description: d.description, Reason: d.reason})
 	return nil
+}
+
+// errorRoutesAnswer reports whether Caddy's error routes (handle_errors)
+// get a refusal returned as an error: the request's server has some, and
+// the request is not already in them. Caddy answers an error with no error
+// routes, or one returned from inside them, with the bare status and no
+// body; the gate writes its JSON answer instead.
+func errorRoutesAnswer(r *http.Request) bool {
+	srv, _ := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server)
+	return srv != nil && srv.Errors != nil && len(srv.Errors.Routes) > 0 && r.Context().Value(caddyhttp.ErrorCtxKey) == nil
 }

@@ -28,6 +28,34 @@ func init() {
 }
 
 // Gate lets a request through only when its token's connection is active.
+//
+// A request let through carries the connection id in the X-Connection-Id
+// header and in {http.auth.connection.id}, and its token's claims in
+// {http.auth.claims.<name or dotted path>}.
+//
+// A refused request gets 400 (malformed Authorization), 401 (no token, a
+// bad token, or a connection that is disabled, deleted or unknown) with an
+// RFC 6750 WWW-Authenticate challenge, or 503 (the keys or the connection's
+// status cannot be known yet) with Retry-After. Either way it sets:
+//
+//	{http.auth.deny.reason}             token_missing, authorization_malformed, token_invalid,
+//	                                    keys_unavailable, connection_disabled, connection_deleted,
+//	                                    connection_unknown or status_unavailable
+//	{http.auth.deny.error}              invalid_request or invalid_token (the challenge's RFC 6750
+//	                                    error code), unauthorized (no token) or temporarily_unavailable (503)
+//	{http.auth.deny.error_description}  what is wrong, from a fixed list of phrases; empty when
+//	                                    there is nothing more to say (no token, 503)
+//	{http.auth.deny.connection_id}      the connection of a validly signed token; empty when the
+//	                                    refusal came before one was found
+//
+// When the server has error routes (handle_errors in a Caddyfile), the
+// refusal is returned to them as an error with the refusal's status, as
+// Caddy's own authentication handler does: they write the answer, with the
+// placeholders above and Caddy's {http.error.*}, and the challenge headers
+// already set. Error routes that do not answer it (handle_errors 404, or a
+// handle_errors of another site on the same server) leave Caddy's bare
+// status with no body. Without error routes the gate answers itself, with
+// a JSON body {"error", "error_description", "reason"} of the same values.
 type Gate struct {
 	// URLs of JSON Web Key Sets that hold the token verification keys.
 	// Default, when no other key source is given: the control endpoint's
@@ -393,20 +421,20 @@ func (g *Gate) Cleanup() error {
 func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	raw, d := bearerToken(r)
 	if d != nil {
-		return g.deny(w, d, "")
+		return g.deny(w, r, d, "")
 	}
 	tok, err := g.tokens.verify(r.Context(), raw)
 	if err != nil {
-		return g.deny(w, tokenInvalid(err), "")
+		return g.deny(w, r, tokenInvalid(err), "")
 	}
 	cid := tok.connectionID
 	st, err := g.status(r.Context(), cid)
 	if err != nil {
 		g.logger.Error("connection status unavailable", zap.String("connection_id", cid), zap.Error(err))
-		return g.deny(w, denyUnavailable, cid)
+		return g.deny(w, r, denyUnavailable, cid)
 	}
 	if st != store.StatusActive {
-		return g.deny(w, denyForStatus(st), cid)
+		return g.deny(w, r, denyForStatus(st), cid)
 	}
 
 	g.forward(r, tok)
