@@ -27,6 +27,13 @@ const (
 	jwksWaitMax            = 500 * time.Millisecond
 	jwksUnknownKIDInterval = 10 * time.Second
 	jwksMaxBytes           = 1 << 20
+	// At start-up a key set served by this same Caddy (the control
+	// endpoint's) is unreachable until its listener is up, a moment after
+	// the gate is provisioned. Until the first fetch succeeds, and for at
+	// most jwksStartupGrace, failures are retried every jwksStartupRetry
+	// and logged at debug level, not warned about.
+	jwksStartupGrace = 5 * time.Second
+	jwksStartupRetry = 100 * time.Millisecond
 )
 
 // jwksSet is one JSON Web Key Set URL: its keys in memory (read through
@@ -39,6 +46,8 @@ type jwksSet struct {
 	keys     keyfunc.Keyfunc
 	logger   *zap.Logger
 	onChange func() // called when a fetch brings a different key set
+	// startupGrace is jwksStartupGrace; tests shorten it.
+	startupGrace time.Duration
 
 	loaded       atomic.Bool // a fetch has succeeded at least once
 	flights      singleflight.Group
@@ -60,6 +69,8 @@ func newJWKSSet(url string, logger *zap.Logger, onChange func()) (*jwksSet, erro
 		keys:     kf,
 		logger:   logger.With(zap.String("jwks_url", url)),
 		onChange: onChange,
+
+		startupGrace: jwksStartupGrace,
 	}, nil
 }
 
@@ -67,6 +78,7 @@ func newJWKSSet(url string, logger *zap.Logger, onChange func()) (*jwksSet, erro
 // immediate; when it fails (the provider, or a control endpoint in this same
 // Caddy, is not up yet) tokens are refused until a later fetch succeeds.
 func (s *jwksSet) run(ctx context.Context, interval time.Duration) {
+	started := time.Now()
 	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
@@ -75,7 +87,13 @@ func (s *jwksSet) run(ctx context.Context, interval time.Duration) {
 			return
 		case <-t.C:
 		}
-		if err := s.refresh(ctx); err != nil {
+		err := s.refresh(ctx)
+		if err != nil && !s.loaded.Load() && time.Since(started) < s.startupGrace {
+			s.logger.Debug("JSON Web Key Set not reachable yet; retrying", zap.Error(err))
+			t.Reset(jwksStartupRetry)
+			continue
+		}
+		if err != nil {
 			s.logger.Warn("fetching JSON Web Key Set failed; keeping the last good keys", zap.Error(err))
 			t.Reset(min(interval, 5*time.Second)) // retry sooner than a routine refresh
 			continue

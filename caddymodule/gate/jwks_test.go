@@ -1,6 +1,7 @@
 package gate
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/rsa"
 	"sync"
@@ -8,6 +9,9 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/conngate/conngate/caddymodule/control/controltest"
 )
@@ -158,4 +162,44 @@ func TestKeysNotFetchedYetIs503(t *testing.T) {
 	// Once a set has loaded, an unknown key is the token's problem: 401.
 	allowOnDemandRefresh(g)
 	expectStatus(t, g, signer{"other", jwt.SigningMethodRS256, signer1.key}.sign(t, jwt.MapClaims{"cid": conn, "iss": s.Issuer, "aud": s.Audience, "exp": time.Now().Add(time.Hour).Unix()}, nil), 401, "token_invalid")
+}
+
+// At start-up the control endpoint in the same Caddy is not listening yet:
+// the gate retries its key set quickly and quietly for a few seconds, and
+// warns only when the set stays unreachable past that.
+func TestJWKSStartupRetriesQuietly(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		grace    time.Duration
+		wantWarn bool
+	}{
+		{"unreachable within the start-up grace: retried, no warning", time.Minute, false},
+		{"unreachable past the start-up grace: warned", 0, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			signer1, _, _, _ := newSigners()
+			jwks := newJWKSServer(t, signer1)
+			jwks.failing.Store(true)
+			core, logs := observer.New(zapcore.DebugLevel)
+			set, err := newJWKSSet(jwks.URL, zap.New(core), func() {})
+			if err != nil {
+				t.Fatal(err)
+			}
+			set.startupGrace = tt.grace
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			go set.run(ctx, time.Hour)
+			warnings := func() int { return logs.FilterLevelExact(zapcore.WarnLevel).Len() }
+			if tt.wantWarn {
+				eventually(t, 5*time.Second, "a warning", func() bool { return warnings() == 1 })
+				return
+			}
+			eventually(t, 5*time.Second, "three quick retries", func() bool { return jwks.fetches.Load() >= 3 })
+			jwks.failing.Store(false)
+			eventually(t, 5*time.Second, "the key set loaded", set.loaded.Load)
+			if n := warnings(); n != 0 {
+				t.Errorf("%d warnings while the key set was only not up yet", n)
+			}
+		})
+	}
 }
