@@ -8,6 +8,9 @@ type Actor struct {
 	ID string
 	// RequestID ties the entry to the request's logs.
 	RequestID string
+	// Reason says why, when the change was not a person's decision (an
+	// app revoking its grant, a refresh token reused).
+	Reason string
 }
 
 // AuditEntry records one change: written in the same transaction as the
@@ -24,6 +27,7 @@ type AuditEntry struct {
 	FromStatus Status `json:"from_status,omitempty"`
 	ToStatus   Status `json:"to_status"`
 	RequestID  string `json:"request_id,omitempty"`
+	Reason     string `json:"reason,omitempty"`
 }
 
 // AuditQuery filters and pages the audit log, newest first. Zero values

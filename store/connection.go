@@ -36,6 +36,9 @@ type Connection struct {
 	Name   string `json:"name"`
 	OrgID  string `json:"org_id"`
 	UserID string `json:"user_id"`
+	// AppID is the app the connection was authorised for through OAuth;
+	// empty for a connection created through the API.
+	AppID  string `json:"app_id,omitempty"`
 	Status Status `json:"status"`
 	// CreatedAt and UpdatedAt are in UTC.
 	CreatedAt time.Time `json:"created_at"`
@@ -50,6 +53,8 @@ type NewConnection struct {
 	Name   string `json:"name"`
 	OrgID  string `json:"org_id"`
 	UserID string `json:"user_id"`
+	// AppID is set by the OAuth flow, never by an API caller.
+	AppID string `json:"-"`
 }
 
 // Limits on user-supplied fields. Ids are short because they travel in

@@ -52,6 +52,8 @@ type ListQuery struct {
 	Statuses []Status
 	// UserID keeps only the connections made for this user.
 	UserID string
+	// AppID keeps only the connections authorised for this app.
+	AppID string
 	// Search keeps the connections whose name contains it (ignoring case)
 	// or whose id starts with it.
 	Search string
