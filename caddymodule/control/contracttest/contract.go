@@ -14,6 +14,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"path"
 	"slices"
 	"strings"
 	"sync"
@@ -82,7 +83,12 @@ var pages = map[string]bool{"/": true, "/connections": true, "/assets/app.js": t
 // Check reports how the exchange leaves the document, or nil. The request
 // is checked too: a request the document refuses must be refused with a
 // documented error answer, not served.
-func (c *Contract) Check(ex Exchange) error {
+func (c *Contract) Check(ex Exchange) (err error) {
+	defer func() {
+		if p := recover(); p != nil { // a checker bug must not cost the server its answer
+			err = fmt.Errorf("%s %s answered %d: the check failed: %v", ex.Request.Method, ex.Request.URL.RequestURI(), ex.Status, p)
+		}
+	}()
 	if err := c.check(ex); err != nil {
 		return fmt.Errorf("%s %s answered %d: %w", ex.Request.Method, ex.Request.URL.RequestURI(), ex.Status, err)
 	}
@@ -92,6 +98,12 @@ func (c *Contract) Check(ex Exchange) error {
 func (c *Contract) check(ex Exchange) error {
 	req := ex.Request
 	if (req.Method == http.MethodGet || req.Method == http.MethodHead) && pages[req.URL.Path] {
+		return nil
+	}
+	if unclean(req.URL.EscapedPath()) {
+		if ex.Status != http.StatusTemporaryRedirect || ex.Header.Get("Location") == "" {
+			return errors.New("a path with empty or dot segments is answered 307 with the clean path in Location, the document says")
+		}
 		return nil
 	}
 	probe := probeRequest(ex)
@@ -157,7 +169,12 @@ func (c *Contract) checkAnswer(ex Exchange, in *openapi3filter.RequestValidation
 	if err := openapi3filter.ValidateResponse(context.Background(), out); err != nil {
 		return err
 	}
-	documented := in.Route.Operation.Responses.Status(ex.Status).Value
+	// ValidateResponse lets redirects through whatever the document says.
+	ref := in.Route.Operation.Responses.Status(ex.Status)
+	if ref == nil || ref.Value == nil {
+		return fmt.Errorf("the document has no %d answer here", ex.Status)
+	}
+	documented := ref.Value
 	if len(documented.Content) == 0 {
 		if len(ex.Body) > 0 {
 			return fmt.Errorf("the document has no body for %d, the answer has %d bytes", ex.Status, len(ex.Body))
@@ -221,6 +238,16 @@ func bearerPresent(_ context.Context, in *openapi3filter.AuthenticationInput) er
 		return errors.New("no Authorization: Bearer <key>")
 	}
 	return nil
+}
+
+// unclean reports whether p has empty or dot segments, which the server's
+// router (net/http's ServeMux) redirects to the clean path.
+func unclean(p string) bool {
+	clean := path.Clean(p)
+	if strings.HasSuffix(p, "/") && clean != "/" {
+		clean += "/"
+	}
+	return clean != p
 }
 
 func mediaType(h http.Header) string {
