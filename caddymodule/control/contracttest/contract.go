@@ -80,6 +80,15 @@ type Exchange struct {
 // handler serves beside the API; they are not part of it.
 var pages = map[string]bool{"/": true, "/connections": true, "/assets/app.js": true, "/assets/app.css": true}
 
+// outsideAPI reports whether r is for what the control handler serves beside
+// the API: the page, and the OAuth 2.0 endpoints, which speak the RFCs'
+// formats (controlapi/oauth.go) rather than this document's.
+func outsideAPI(r *http.Request) bool {
+	p := r.URL.Path
+	return (r.Method == http.MethodGet || r.Method == http.MethodHead) && pages[p] ||
+		strings.HasPrefix(p, "/oauth/") || p == "/.well-known/oauth-authorization-server"
+}
+
 // Check reports how the exchange leaves the document, or nil. The request
 // is checked too: a request the document refuses must be refused with a
 // documented error answer, not served.
@@ -97,7 +106,7 @@ func (c *Contract) Check(ex Exchange) (err error) {
 
 func (c *Contract) check(ex Exchange) error {
 	req := ex.Request
-	if (req.Method == http.MethodGet || req.Method == http.MethodHead) && pages[req.URL.Path] {
+	if outsideAPI(req) {
 		return nil
 	}
 	if unclean(req.URL.EscapedPath()) {

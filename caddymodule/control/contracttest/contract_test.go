@@ -108,6 +108,10 @@ func TestCheck(t *testing.T) {
 			Header: http.Header{"Content-Type": {"text/event-stream"}, "Cache-Control": {"no-store"}}}, "X-Accel-Buffering"},
 		{"the change stream as JSON", Exchange{Request: request("GET", "/v1/events", key), Status: 200,
 			Header: jsonHeader("X-Accel-Buffering", "no"), Body: []byte(`{}`)}, "Content-Type"},
+		{"an OAuth endpoint", Exchange{Request: request("POST", "/oauth/token", ""), Status: 400,
+			Header: http.Header{"Content-Type": {"application/json"}}, Body: []byte(`{"error":"invalid_grant"}`)}, ""},
+		{"a connection made through OAuth", Exchange{Request: request("GET", "/v1/connections/conn_1", key), Status: 200, Header: jsonHeader(),
+			Body: []byte(`{"connection":` + strings.Replace(conn, `"revision":7`, `"revision":7,"app_id":"app_1"`, 1) + `}`)}, ""},
 		{"the page", Exchange{Request: request("GET", "/connections", ""), Status: 200,
 			Header: http.Header{"Content-Type": {"text/html; charset=utf-8"}}, Body: []byte("<!doctype html>")}, ""},
 	}
