@@ -196,3 +196,16 @@ func TestHandlerReports(t *testing.T) {
 		}
 	}
 }
+
+// The served document is a valid OpenAPI document (kin-openapi's
+// validation, examples and patterns included), and a broken one is refused.
+func TestParse(t *testing.T) {
+	if _, err := Load(); err != nil {
+		t.Fatal(err)
+	}
+	broken := `{"openapi":"3.1.0","info":{"title":"t","version":"1"},"paths":{"/x":{"get":{"responses":{"200":{"description":"d",
+		"content":{"application/json":{"schema":{"$ref":"#/components/schemas/Missing"}}}}}}}}}`
+	if _, err := Parse([]byte(broken)); err == nil {
+		t.Error("a document with a dangling $ref was accepted")
+	}
+}
