@@ -2,7 +2,8 @@ package store
 
 import "context"
 
-// Store persists connections. Every implementation must:
+// Store persists connections, and the OAuth apps and grants that make
+// them. Every implementation must:
 //   - apply a status change with Next inside the same transaction as the
 //     write, so that no interleaving can resurrect a deleted connection;
 //   - give every change (creation or status change) a store-wide revision
@@ -10,11 +11,19 @@ import "context"
 //   - have a change durable before the call returns;
 //   - record every change in a change log and an audit log, in the same
 //     transaction, so the log can be replayed in revision order and misses
-//     nothing, and every change is traceable to who made it.
+//     nothing, and every change is traceable to who made it (and why, with
+//     Actor.Reason);
+//   - delete an app's connections as such changes, in the transaction that
+//     removes the app, and refuse (ErrAppNotFound) to create a connection
+//     for an app that does not exist, checked in the creating transaction,
+//     so that no connection made through an app outlives it.
 //
 // storetest.Run checks all of this for a backend.
 type Store interface {
-	// Create stores a new active connection, and its audit entry.
+	AppStore
+
+	// Create stores a new active connection, and its audit entry. With
+	// n.AppID set the app must exist, else ErrAppNotFound.
 	Create(ctx context.Context, n NewConnection, by Actor) (Connection, error)
 	// Get returns ErrNotFound for an unknown id.
 	Get(ctx context.Context, id string) (Connection, error)

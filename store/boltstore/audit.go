@@ -15,7 +15,7 @@ import (
 func writeAudit(tx *bolt.Tx, c store.Connection, action string, from store.Status, by store.Actor) error {
 	v, err := json.Marshal(store.AuditEntry{
 		ID: c.Revision, Time: c.UpdatedAt, ActorID: by.ID, OrgID: c.OrgID, ConnectionID: c.ID,
-		Action: action, FromStatus: from, ToStatus: c.Status, RequestID: by.RequestID,
+		Action: action, FromStatus: from, ToStatus: c.Status, RequestID: by.RequestID, Reason: by.Reason,
 	})
 	if err != nil {
 		return err

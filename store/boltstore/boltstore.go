@@ -21,7 +21,8 @@ import (
 )
 
 // Bucket layout. Keys are chosen so that bbolt's byte order is the listing
-// order: connection ids sort by creation time.
+// order: connection ids sort by creation time. Apps have their buckets in
+// apps.go.
 var (
 	bucketConnections = []byte("connections")   // id -> JSON store.Connection
 	bucketByOrg       = []byte("by_org")        // org_id 0x00 id -> empty
@@ -79,7 +80,8 @@ func Open(path string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("opening store %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketConnections, bucketByOrg, bucketMeta, bucketSecrets, bucketChanges, bucketAudit, bucketAuditByOrg, bucketAuditByConn} {
+		for _, name := range [][]byte{bucketConnections, bucketByOrg, bucketMeta, bucketSecrets, bucketChanges, bucketAudit, bucketAuditByOrg, bucketAuditByConn,
+			bucketApps, bucketAppsByOrg, bucketConnsByApp} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
@@ -112,11 +114,15 @@ func (s *Store) Create(_ context.Context, n store.NewConnection, by store.Actor)
 		Name:      n.Name,
 		OrgID:     n.OrgID,
 		UserID:    n.UserID,
+		AppID:     n.AppID,
 		Status:    store.StatusActive,
 		CreatedAt: now,
 		UpdatedAt: now,
 	}
 	err := s.db.Update(func(tx *bolt.Tx) error {
+		if err := linkToApp(tx, c); err != nil {
+			return err
+		}
 		rev, err := nextRevision(tx)
 		if err != nil {
 			return err
@@ -154,28 +160,8 @@ func (s *Store) Get(_ context.Context, id string) (c store.Connection, err error
 // writer at a time, so concurrent changes are applied one after the other.
 func (s *Store) Apply(_ context.Context, id string, action store.Action, by store.Actor) (c store.Connection, changed bool, err error) {
 	err = s.db.Update(func(tx *bolt.Tx) error {
-		c, err = getConnection(tx, id)
-		if err != nil {
-			return err
-		}
-		to, ch, err := store.Next(c.Status, action)
-		if err != nil || !ch {
-			return err
-		}
-		rev, err := nextRevision(tx)
-		if err != nil {
-			return err
-		}
-		from := c.Status
-		c.Status, c.UpdatedAt, c.Revision = to, s.now(), rev
-		changed = true
-		if err := putConnection(tx, c); err != nil {
-			return err
-		}
-		if err := s.logChange(tx, c); err != nil {
-			return err
-		}
-		return writeAudit(tx, c, string(action), from, by)
+		c, changed, err = s.apply(tx, id, action, by)
+		return err
 	})
 	if err != nil {
 		return c, false, err
@@ -184,6 +170,33 @@ func (s *Store) Apply(_ context.Context, id string, action store.Action, by stor
 		s.notify()
 	}
 	return c, changed, nil
+}
+
+// apply is Apply inside the caller's write transaction: every status change
+// (DeleteApp's too) goes through it. The caller notifies watchers after the
+// commit when changed.
+func (s *Store) apply(tx *bolt.Tx, id string, action store.Action, by store.Actor) (c store.Connection, changed bool, err error) {
+	c, err = getConnection(tx, id)
+	if err != nil {
+		return c, false, err
+	}
+	to, ch, err := store.Next(c.Status, action)
+	if err != nil || !ch {
+		return c, false, err
+	}
+	rev, err := nextRevision(tx)
+	if err != nil {
+		return c, false, err
+	}
+	from := c.Status
+	c.Status, c.UpdatedAt, c.Revision = to, s.now(), rev
+	if err := putConnection(tx, c); err != nil {
+		return c, false, err
+	}
+	if err := s.logChange(tx, c); err != nil {
+		return c, false, err
+	}
+	return c, true, writeAudit(tx, c, string(action), from, by)
 }
 
 // Secret implements store.Store.

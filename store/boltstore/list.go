@@ -40,12 +40,17 @@ func (s *Store) List(_ context.Context, q store.ListQuery) (conns []store.Connec
 			if err != nil {
 				return false, err
 			}
-			if (len(q.Statuses) == 0 || slices.Contains(q.Statuses, c.Status)) && (q.UserID == "" || c.UserID == q.UserID) && matches(c, search) {
+			if (len(q.Statuses) == 0 || slices.Contains(q.Statuses, c.Status)) && (q.UserID == "" || c.UserID == q.UserID) &&
+				(q.OrgID == "" || c.OrgID == q.OrgID) && matches(c, search) {
 				conns = append(conns, c)
 			}
 			return len(conns) > limit, nil
 		}
-		if q.OrgID != "" {
+		switch {
+		case q.AppID != "":
+			// An app's connections can be in several organisations.
+			return walkIndex(tx.Bucket(bucketConnsByApp).Cursor(), orgKey(q.AppID, ""), q.After, collect)
+		case q.OrgID != "":
 			return walkIndex(tx.Bucket(bucketByOrg).Cursor(), orgKey(q.OrgID, ""), q.After, collect)
 		}
 		return walkIndex(tx.Bucket(bucketConnections).Cursor(), nil, q.After, collect)

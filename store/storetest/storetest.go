@@ -1,6 +1,7 @@
 // Package storetest is the conformance suite every store.Store backend must
 // pass: the state machine applied in the store, revisions, listing, secrets,
-// durability across reopen and concurrent writers.
+// durability across reopen and concurrent writers; apps, whose deletion
+// deletes their connections.
 package storetest
 
 import (
@@ -32,6 +33,12 @@ func Run(t *testing.T, open Opener, changeLogSize int) {
 	t.Run("ChangeLog", func(t *testing.T) { testChangeLog(t, open, changeLogSize) })
 	t.Run("ChangedSignal", func(t *testing.T) { testChangedSignal(t, open) })
 	t.Run("Audit", func(t *testing.T) { testAudit(t, open) })
+	t.Run("AuditReason", func(t *testing.T) { testAuditReason(t, open) })
+	t.Run("CreateApp", func(t *testing.T) { testCreateApp(t, open) })
+	t.Run("Apps", func(t *testing.T) { testApps(t, open) })
+	t.Run("AppConnections", func(t *testing.T) { testAppConnections(t, open) })
+	t.Run("DeleteApp", func(t *testing.T) { testDeleteApp(t, open) })
+	t.Run("DeleteAppRace", func(t *testing.T) { testDeleteAppRace(t, open) })
 }
 
 // testActor is who the suite's changes are recorded as.
