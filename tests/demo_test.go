@@ -77,18 +77,15 @@ func newDemo(t *testing.T) *demo {
 		{"reverse_proxy 127.0.0.1:9000", "reverse_proxy " + strings.TrimPrefix(d.upstream.URL, "http://")},
 		{"\n:9000 {", fmt.Sprintf("\n:%d {", data)},
 		{"store bolt ./data/conngate.db", "store bolt " + filepath.Join(d.dir, "data", "conngate.db")},
-		// The test keeps the log where a failing test can show it.
-		{"output file ./data/caddy.log", "output stderr"},
-		// An admin address of the test's own, so that it does not collide
-		// with a Caddy on :2019.
-		{"\n{\n", fmt.Sprintf("\n{\n\tadmin 127.0.0.1:%d\n", adm)},
 	} {
 		if n := strings.Count(cfg, r.old); n != 1 {
 			t.Fatalf("Caddyfile.example has %q %d times, want once", r.old, n)
 		}
 		cfg = strings.Replace(cfg, r.old, r.new, 1)
 	}
-	d.caddyfile = cfg
+	// The example has no global options; the test adds an admin address
+	// of its own so that it does not collide with a Caddy on :2019.
+	d.caddyfile = fmt.Sprintf("{\n\tadmin 127.0.0.1:%d\n}\n\n%s", adm, cfg)
 	if err := os.WriteFile(filepath.Join(d.dir, "Caddyfile"), []byte(d.caddyfile), 0o600); err != nil {
 		t.Fatal(err)
 	}

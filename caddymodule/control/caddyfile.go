@@ -33,6 +33,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		audience <aud>
 //		token_lifetime <duration>
 //		heartbeat_interval <duration>
+//		refresh_token_overlap <duration>
 //	}
 //
 // api_key may be repeated, one key per line.
@@ -87,6 +88,10 @@ func (c *Control) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 		case "heartbeat_interval":
 			if err := cfgargs.Duration(d, "heartbeat_interval", &c.HeartbeatInterval); err != nil {
+				return err
+			}
+		case "refresh_token_overlap":
+			if err := cfgargs.Duration(d, "refresh_token_overlap", &c.RefreshTokenOverlap); err != nil {
 				return err
 			}
 		default:

@@ -4,6 +4,7 @@
 package control
 
 import (
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -55,14 +56,21 @@ type Control struct {
 	// comment, so that clients and proxies can tell it is alive. Default: 15s.
 	HeartbeatInterval caddy.Duration `json:"heartbeat_interval,omitempty"`
 
+	// How long after its rotation a refresh token may still be used, once,
+	// by a client that lost the answer to its refresh; past that, using it
+	// again ends the grant (the connection is deleted). Default: 10s.
+	RefreshTokenOverlap caddy.Duration `json:"refresh_token_overlap,omitempty"`
+
 	storeProvider StoreProvider
 	store         store.Store
 	keys          *keyring
 	tokens        *tokenIssuer
 	gateways      *gatewayRegistry
 	shutdowns     *serverShutdowns
+	cookies       cookieSigner
 	done          <-chan struct{} // closed when this config is unloaded
 	routes        http.Handler
+	now           func() time.Time
 	logger        *zap.Logger
 }
 
@@ -74,6 +82,9 @@ const (
 	// DefaultHeartbeatInterval keeps idle streams alive through proxies that
 	// drop connections silent for 30 s or more.
 	DefaultHeartbeatInterval = 15 * time.Second
+	// DefaultRefreshTokenOverlap covers a client's retry after a lost
+	// answer, as Auth0's rotation overlap period does.
+	DefaultRefreshTokenOverlap = 10 * time.Second
 )
 
 // CaddyModule returns the Caddy module information.
@@ -99,6 +110,10 @@ func (c *Control) Provision(ctx caddy.Context) error {
 	if c.HeartbeatInterval == 0 {
 		c.HeartbeatInterval = caddy.Duration(DefaultHeartbeatInterval)
 	}
+	if c.RefreshTokenOverlap == 0 {
+		c.RefreshTokenOverlap = caddy.Duration(DefaultRefreshTokenOverlap)
+	}
+	c.now = time.Now
 	c.gateways = newGatewayRegistry()
 	c.shutdowns = new(serverShutdowns)
 	c.done = ctx.Done()
@@ -125,6 +140,15 @@ func (c *Control) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
+	cookieKey, err := c.store.Secret(ctx, oauthSecretKey, func() ([]byte, error) {
+		key := make([]byte, 32)
+		rand.Read(key) // never fails
+		return key, nil
+	})
+	if err != nil {
+		return fmt.Errorf("loading the sign-in cookie key: %w", err)
+	}
+	c.cookies = cookieSigner{key: cookieKey, now: func() time.Time { return c.now() }}
 	c.routes = c.newRoutes()
 	return nil
 }
@@ -136,6 +160,9 @@ func (c *Control) Validate() error {
 	}
 	if c.HeartbeatInterval < 0 {
 		return fmt.Errorf("heartbeat_interval must be positive")
+	}
+	if c.RefreshTokenOverlap < 0 || time.Duration(c.RefreshTokenOverlap) > time.Minute {
+		return fmt.Errorf("refresh_token_overlap %s: want a duration from 0 to 1m", time.Duration(c.RefreshTokenOverlap))
 	}
 	if !c.keys.hasAdmin() {
 		c.logger.Warn("no admin API key configured: connections cannot be created or changed")

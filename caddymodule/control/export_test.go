@@ -1,6 +1,10 @@
 package control
 
-import "github.com/caddyserver/caddy/v2"
+import (
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+)
 
 // NewKeyringForTest builds a keyring from keys and maps each key to its
 // principal's id.
@@ -15,3 +19,7 @@ func NewKeyringForTest(keys []APIKey) (map[string]string, error) {
 	}
 	return ids, nil
 }
+
+// SetClockForTest makes c read the time from now: code expiry, refresh
+// token overlap, sessions.
+func SetClockForTest(c *Control, now func() time.Time) { c.now = now }

@@ -143,6 +143,11 @@ func (c *Control) ackGateway(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeBody(w, r, &body); err != nil {
 		return err
 	}
+	if body.Revision == 0 {
+		// Revision 0 is the empty store's; no change has it, so an ack of 0
+		// (or of a missing revision) acknowledges nothing.
+		return invalid("revision must be the revision of an applied change, 1 or more.")
+	}
 	if !c.gateways.ack(id, body.Revision) {
 		return controlapi.Errorf(http.StatusNotFound, controlapi.CodeGatewayNotSubscribed,
 			"Gateway %s has no open change stream; acknowledgements count only while it is subscribed.", id)

@@ -129,6 +129,20 @@ func mayActAsGateway(p *principal, a access) error {
 	return nil
 }
 
+// authorisableOrgs are the organisations in which p may authorise an app to
+// act for them (Developer Portal access: the right to create a connection
+// for themselves), sorted.
+func authorisableOrgs(p *principal) []string {
+	var orgs []string
+	for org := range p.roles {
+		if authorize(p, access{want: rightCreate, org: org, newFor: p.id}) == nil {
+			orgs = append(orgs, org)
+		}
+	}
+	slices.Sort(orgs)
+	return orgs
+}
+
 // subscriberID is the gateway id a change stream counts as: the one asked
 // for, or a named gateway's own when it asks for none.
 func subscriberID(p *principal, asked string) string {

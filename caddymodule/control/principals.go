@@ -188,7 +188,15 @@ func (kr *keyring) hasAdmin() bool {
 // header, or nil.
 func (kr *keyring) principalOf(r *http.Request) *principal {
 	scheme, key, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") || key == "" {
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return nil
+	}
+	return kr.byKey(key)
+}
+
+// byKey returns the principal whose key this is, or nil.
+func (kr *keyring) byKey(key string) *principal {
+	if key == "" {
 		return nil
 	}
 	d := sha256.Sum256([]byte(key))
@@ -199,4 +207,15 @@ func (kr *keyring) principalOf(r *http.Request) *principal {
 		}
 	}
 	return found
+}
+
+// byID returns the principal of the principals file with this id, or nil:
+// the person a session or a Caddy authentication handler names.
+func (kr *keyring) byID(id string) *principal {
+	for _, p := range kr.principals {
+		if p.named && p.id == id {
+			return p
+		}
+	}
+	return nil
 }

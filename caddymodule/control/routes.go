@@ -68,6 +68,9 @@ func (c *Control) routeTable() map[string]map[string]operation {
 		controlapi.PathGateways:        {http.MethodGet: {false, c.listGateways}},
 		"/v1/gateways/{id}/ack":        {http.MethodPost: {false, c.ackGateway}},
 		controlapi.PathMe:              {http.MethodGet: {false, c.getMe}},
+		controlapi.PathApps:            {http.MethodGet: {false, c.listApps}, http.MethodPost: {false, c.createApp}},
+		"/v1/apps/{id}":                {http.MethodGet: {false, c.getApp}, http.MethodDelete: {false, c.deleteApp}},
+		"/v1/apps/{id}/secret":         {http.MethodPost: {false, c.rotateAppSecret}},
 	}
 }
 
@@ -90,10 +93,24 @@ func (c *Control) newRoutes() http.Handler {
 	mux.Handle("GET /connections", page)
 	mux.Handle("GET /assets/app.js", serveWeb("app.js", "text/javascript; charset=utf-8"))
 	mux.Handle("GET /assets/app.css", serveWeb("app.css", "text/css; charset=utf-8"))
+	if c.hasOAuthStore() {
+		c.oauthRoutes(mux)
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		c.writeError(w, r, controlapi.Errorf(http.StatusNotFound, controlapi.CodeNotFound, "No such endpoint: %s %s.", r.Method, r.URL.Path))
 	})
 	return mux
+}
+
+// oauthRoutes are the OAuth 2.0 endpoints: the RFCs' formats and errors,
+// not the API's.
+func (c *Control) oauthRoutes(mux *http.ServeMux) {
+	mux.HandleFunc(controlapi.PathAuthorize, c.serveAuthorize)
+	mux.Handle("GET /oauth/oauth.css", serveWeb("oauth.css", "text/css; charset=utf-8"))
+	mux.Handle(controlapi.PathToken, c.oauthEndpoint(http.MethodPost, c.serveToken))
+	mux.Handle(controlapi.PathRevoke, c.oauthEndpoint(http.MethodPost, c.serveRevoke))
+	mux.Handle(controlapi.PathIntrospect, c.oauthEndpoint(http.MethodPost, c.serveIntrospect))
+	mux.HandleFunc("GET "+controlapi.PathOAuthMetadata, c.serveOAuthMetadata)
 }
 
 func (e endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {

@@ -128,3 +128,14 @@ func (c *Control) serveJWKS(w http.ResponseWriter, _ *http.Request) error {
 	_, _ = w.Write(c.tokens.jwks) // the client has gone if this fails
 	return nil
 }
+
+// verify checks an access token this issuer signed: signature, issuer,
+// audience and expiry at now. Tokens of other issuers, or expired, are not
+// ours to speak for.
+func (t *tokenIssuer) verify(token string, now time.Time) (*accessClaims, bool) {
+	claims := &accessClaims{}
+	_, err := jwt.ParseWithClaims(token, claims, func(*jwt.Token) (any, error) { return t.key.Public(), nil },
+		jwt.WithValidMethods([]string{jwt.SigningMethodEdDSA.Alg()}), jwt.WithIssuer(t.issuer), jwt.WithAudience(t.audience),
+		jwt.WithExpirationRequired(), jwt.WithTimeFunc(func() time.Time { return now }))
+	return claims, err == nil && claims.ConnectionID != ""
+}

@@ -42,6 +42,8 @@ type Server struct {
 	Audience   string
 	// HTTP is the underlying server.
 	HTTP *httptest.Server
+	// Control is the provisioned handler, for tests that reach inside it.
+	Control *control.Control
 
 	stopOnce sync.Once
 	stop     func()
@@ -129,6 +131,7 @@ func Start(t testing.TB, opts Options) *Server {
 		cancel()
 		t.Fatal(err)
 	}
+	s.Control = c
 	s.HTTP = httptest.NewUnstartedServer(contract.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := c.ServeHTTP(w, r, nil); err != nil {
 			t.Errorf("control handler returned %v", err)

@@ -1,0 +1,213 @@
+package control
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/conngate/conngate/caddymodule/controlapi"
+	"github.com/conngate/conngate/store"
+)
+
+// codeLifetime: RFC 6749 section 4.1.2 recommends at most ten minutes; an
+// app exchanges its code within seconds.
+const codeLifetime = 60 * time.Second
+
+// serveToken is POST /oauth/token: the authorization_code and refresh_token
+// grants.
+func (c *Control) serveToken(w http.ResponseWriter, r *http.Request) error {
+	form, err := oauthForm(w, r)
+	if err != nil {
+		return err
+	}
+	app, err := c.authenticateClient(r, form)
+	if err != nil {
+		return err
+	}
+	var answer controlapi.TokenResponse
+	switch form.Get("grant_type") {
+	case controlapi.GrantAuthorizationCode:
+		answer, err = c.exchangeCode(r, app, form)
+	case controlapi.GrantRefreshToken:
+		answer, err = c.refresh(r, app, form)
+	case "":
+		return oauthFail(controlapi.OAuthInvalidRequest, "grant_type is required.")
+	default:
+		return oauthFail(controlapi.OAuthUnsupportedGrantType, "grant_type must be authorization_code or refresh_token.")
+	}
+	if err != nil {
+		return err
+	}
+	writeOAuthJSON(w, http.StatusOK, answer)
+	return nil
+}
+
+// exchangeCode redeems an authorisation code (RFC 6749 section 4.1.3, RFC
+// 7636 section 4.6). The code is single-use: a second use ends the grant
+// the first one started, since the code has leaked (section 4.1.2).
+func (c *Control) exchangeCode(r *http.Request, app store.App, form url.Values) (controlapi.TokenResponse, error) {
+	code, verifier := form.Get("code"), form.Get("code_verifier")
+	if code == "" {
+		return controlapi.TokenResponse{}, oauthFail(controlapi.OAuthInvalidRequest, "code is required.")
+	}
+	if !validPKCEValue(verifier) {
+		return controlapi.TokenResponse{}, oauthFail(controlapi.OAuthInvalidRequest, "code_verifier is required: 43 to 128 characters of A-Z, a-z, 0-9, '-', '.', '_' and '~' (RFC 7636).")
+	}
+	ac, err := c.grants().TakeCode(r.Context(), hashToken(code))
+	switch {
+	case errors.Is(err, store.ErrGrantNotFound):
+		return controlapi.TokenResponse{}, oauthFail(controlapi.OAuthInvalidGrant, "The code is unknown or expired.")
+	case errors.Is(err, store.ErrCodeUsed):
+		if ac.AppID == app.ID {
+			if err := c.endGrant(r, ac.ConnectionID, appActor(r, app, "authorisation code used twice")); err != nil {
+				return controlapi.TokenResponse{}, err
+			}
+		}
+		return controlapi.TokenResponse{}, oauthFail(controlapi.OAuthInvalidGrant, "The code was used before; the connection it created is deleted.")
+	case err != nil:
+		return controlapi.TokenResponse{}, err
+	}
+	switch {
+	case ac.AppID != app.ID:
+		return controlapi.TokenResponse{}, oauthFail(controlapi.OAuthInvalidGrant, "The code was issued to another client.")
+	case !c.now().Before(ac.ExpiresAt):
+		return controlapi.TokenResponse{}, oauthFail(controlapi.OAuthInvalidGrant, "The code has expired.")
+	case form.Get("redirect_uri") != ac.RedirectURI:
+		return controlapi.TokenResponse{}, oauthFail(controlapi.OAuthInvalidGrant, "redirect_uri differs from the authorisation request's.")
+	case !pkceMatches(verifier, ac.Challenge):
+		return controlapi.TokenResponse{}, oauthFail(controlapi.OAuthInvalidGrant, "code_verifier does not match the code_challenge.")
+	}
+	conn, err := c.grantConnection(r, ac.ConnectionID)
+	if err != nil {
+		return controlapi.TokenResponse{}, err
+	}
+	refresh := newOpaqueToken()
+	err = c.grants().SaveRefreshToken(r.Context(), store.RefreshToken{Hash: hashToken(refresh), AppID: app.ID,
+		ConnectionID: conn.ID, Scope: ac.Scope, IssuedAt: c.now().UTC()})
+	if err != nil {
+		return controlapi.TokenResponse{}, err
+	}
+	c.logger.Info("authorisation code exchanged", zap.String("client_id", app.ID), zap.String("connection_id", conn.ID))
+	return c.tokenAnswer(conn, refresh, ac.Scope)
+}
+
+// refresh rotates a refresh token (RFC 6749 section 6). While the
+// connection is disabled the token is refused and left as it is, so that it
+// works again once the connection is enabled.
+func (c *Control) refresh(r *http.Request, app store.App, form url.Values) (controlapi.TokenResponse, error) {
+	presented := form.Get("refresh_token")
+	if presented == "" {
+		return controlapi.TokenResponse{}, oauthFail(controlapi.OAuthInvalidRequest, "refresh_token is required.")
+	}
+	hash := hashToken(presented)
+	old, err := c.grants().GetRefreshToken(r.Context(), hash)
+	if errors.Is(err, store.ErrGrantNotFound) {
+		return controlapi.TokenResponse{}, oauthFail(controlapi.OAuthInvalidGrant, "The refresh token is unknown.")
+	}
+	if err != nil {
+		return controlapi.TokenResponse{}, err
+	}
+	if old.AppID != app.ID {
+		return controlapi.TokenResponse{}, oauthFail(controlapi.OAuthInvalidGrant, "The refresh token was issued to another client.")
+	}
+	if scope := form.Get("scope"); scope != "" && scope != old.Scope {
+		return controlapi.TokenResponse{}, oauthFail(controlapi.OAuthInvalidScope, "scope may only repeat the scope of the grant.")
+	}
+	conn, err := c.grantConnection(r, old.ConnectionID)
+	if err != nil {
+		return controlapi.TokenResponse{}, err
+	}
+	next := newOpaqueToken()
+	_, err = c.grants().RotateRefreshToken(r.Context(), hash, store.RefreshToken{Hash: hashToken(next), AppID: app.ID,
+		ConnectionID: conn.ID, Scope: old.Scope, IssuedAt: c.now().UTC()}, c.now(), time.Duration(c.RefreshTokenOverlap))
+	if errors.Is(err, store.ErrRefreshReused) {
+		// A rotated token came back: it was stolen, or the app is broken.
+		// Either way the grant ends (as Ory Hydra and Auth0 do).
+		if err := c.endGrant(r, conn.ID, appActor(r, app, "rotated refresh token used again")); err != nil {
+			return controlapi.TokenResponse{}, err
+		}
+		return controlapi.TokenResponse{}, oauthFail(controlapi.OAuthInvalidGrant, "The refresh token was already used; the connection is deleted.")
+	}
+	if err != nil {
+		return controlapi.TokenResponse{}, err
+	}
+	return c.tokenAnswer(conn, next, old.Scope)
+}
+
+// grantConnection returns the connection a grant acts through, or the
+// invalid_grant that says why it cannot be used now.
+func (c *Control) grantConnection(r *http.Request, id string) (store.Connection, error) {
+	conn, err := c.store.Get(r.Context(), id)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return conn, oauthFail(controlapi.OAuthInvalidGrant, "The connection of this grant no longer exists.")
+	case err != nil:
+		return conn, err
+	case conn.Status == store.StatusDeleted:
+		return conn, oauthFail(controlapi.OAuthInvalidGrant, "The connection is deleted; this grant can never be used again.")
+	case conn.Status == store.StatusDisabled:
+		return conn, oauthFail(controlapi.OAuthInvalidGrant, "The connection is disabled; the same token works again once it is enabled.")
+	}
+	return conn, nil
+}
+
+// endGrant deletes the connection of a grant, as any delete: audited,
+// pushed to the gateways.
+func (c *Control) endGrant(r *http.Request, connectionID string, by store.Actor) error {
+	conn, changed, err := c.store.Apply(r.Context(), connectionID, store.ActionDelete, by)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("ending grant of %s: %w", connectionID, err)
+	}
+	if changed {
+		c.logger.Warn("grant ended", zap.String("connection_id", conn.ID), zap.String("actor", by.ID), zap.String("reason", by.Reason),
+			zap.Uint64("revision", conn.Revision))
+	}
+	return nil
+}
+
+func (c *Control) tokenAnswer(conn store.Connection, refresh, scope string) (controlapi.TokenResponse, error) {
+	now := c.now()
+	access, expires, err := c.tokens.issue(conn, now)
+	if err != nil {
+		return controlapi.TokenResponse{}, fmt.Errorf("signing access token for %s: %w", conn.ID, err)
+	}
+	return controlapi.TokenResponse{AccessToken: access, TokenType: "Bearer", ExpiresIn: int64(expires.Sub(now).Seconds()),
+		RefreshToken: refresh, Scope: scope}, nil
+}
+
+// newOpaqueToken returns 256 random bits, base64url: codes and refresh
+// tokens.
+func newOpaqueToken() string {
+	b := make([]byte, 32)
+	rand.Read(b) // never fails
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// validPKCEValue checks a code_verifier or code_challenge (RFC 7636 section
+// 4.1): 43 to 128 unreserved characters.
+func validPKCEValue(v string) bool {
+	if len(v) < 43 || len(v) > 128 {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		ch := v[i]
+		if !('A' <= ch && ch <= 'Z' || 'a' <= ch && ch <= 'z' || '0' <= ch && ch <= '9' || ch == '-' || ch == '.' || ch == '_' || ch == '~') {
+			return false
+		}
+	}
+	return true
+}
+
+// pkceMatches applies S256: BASE64URL(SHA256(verifier)) == challenge.
+func pkceMatches(verifier, challenge string) bool {
+	sum := sha256.Sum256([]byte(verifier))
+	return subtle.ConstantTimeCompare([]byte(base64.RawURLEncoding.EncodeToString(sum[:])), []byte(challenge)) == 1
+}
