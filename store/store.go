@@ -13,14 +13,16 @@ import "context"
 //     transaction, so the log can be replayed in revision order and misses
 //     nothing, and every change is traceable to who made it (and why, with
 //     Actor.Reason);
-//   - delete an app's connections as such changes, in the transaction that
-//     removes the app, and refuse (ErrAppNotFound) to create a connection
-//     for an app that does not exist, checked in the creating transaction,
-//     so that no connection made through an app outlives it.
+//   - delete an app's connections as such changes, and drop its codes and
+//     refresh tokens, in the transaction that removes the app; and refuse
+//     (ErrAppNotFound) to create a connection, save a code or save a
+//     refresh token for an app that does not exist, checked in the creating
+//     transaction, so that nothing made through an app outlives it.
 //
 // storetest.Run checks all of this for a backend.
 type Store interface {
 	AppStore
+	GrantStore
 
 	// Create stores a new active connection, and its audit entry. With
 	// n.AppID set the app must exist, else ErrAppNotFound.

@@ -140,6 +140,9 @@ func (s *Store) DeleteApp(_ context.Context, id string, by store.Actor) (deleted
 				deleted = append(deleted, c)
 			}
 		}
+		if err := dropGrants(tx, id); err != nil {
+			return err
+		}
 		if err := tx.Bucket(bucketAppsByOrg).Delete(orgKey(a.OrgID, a.ID)); err != nil {
 			return err
 		}

@@ -21,8 +21,8 @@ import (
 )
 
 // Bucket layout. Keys are chosen so that bbolt's byte order is the listing
-// order: connection ids sort by creation time. Apps have their buckets in
-// apps.go.
+// order: connection ids sort by creation time. Apps and grants have their
+// buckets in apps.go and grants.go.
 var (
 	bucketConnections = []byte("connections")   // id -> JSON store.Connection
 	bucketByOrg       = []byte("by_org")        // org_id 0x00 id -> empty
@@ -81,7 +81,7 @@ func Open(path string, opts Options) (*Store, error) {
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, name := range [][]byte{bucketConnections, bucketByOrg, bucketMeta, bucketSecrets, bucketChanges, bucketAudit, bucketAuditByOrg, bucketAuditByConn,
-			bucketApps, bucketAppsByOrg, bucketConnsByApp} {
+			bucketApps, bucketAppsByOrg, bucketConnsByApp, bucketCodes, bucketCodesByExpiry, bucketRefreshTokens, bucketGrantsByApp} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}

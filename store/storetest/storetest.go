@@ -1,7 +1,7 @@
 // Package storetest is the conformance suite every store.Store backend must
 // pass: the state machine applied in the store, revisions, listing, secrets,
 // durability across reopen and concurrent writers; apps, whose deletion
-// deletes their connections.
+// deletes their connections; single-use codes and rotating refresh tokens.
 package storetest
 
 import (
@@ -39,6 +39,11 @@ func Run(t *testing.T, open Opener, changeLogSize int) {
 	t.Run("AppConnections", func(t *testing.T) { testAppConnections(t, open) })
 	t.Run("DeleteApp", func(t *testing.T) { testDeleteApp(t, open) })
 	t.Run("DeleteAppRace", func(t *testing.T) { testDeleteAppRace(t, open) })
+	t.Run("Codes", func(t *testing.T) { testCodes(t, open) })
+	t.Run("ConcurrentTakes", func(t *testing.T) { testConcurrentTakes(t, open) })
+	t.Run("RefreshTokens", func(t *testing.T) { testRefreshTokens(t, open) })
+	t.Run("ConcurrentRotations", func(t *testing.T) { testConcurrentRotations(t, open) })
+	t.Run("DeleteAppGrants", func(t *testing.T) { testDeleteAppGrants(t, open) })
 }
 
 // testActor is who the suite's changes are recorded as.

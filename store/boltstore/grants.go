@@ -1,0 +1,299 @@
+package boltstore
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/conngate/conngate/store"
+)
+
+// Buckets of grants. Codes and tokens are found by their hash; the indexes
+// let a code be pruned after its expiry, and an app's grants be dropped with
+// it.
+var (
+	bucketCodes         = []byte("codes")           // sha-256 -> JSON codeRecord
+	bucketCodesByExpiry = []byte("codes_by_expiry") // expires_at (unix ms, uint64 big-endian) sha-256 -> empty
+	bucketRefreshTokens = []byte("refresh_tokens")  // sha-256 -> JSON store.RefreshToken
+	bucketGrantsByApp   = []byte("grants_by_app")   // app id 0x00 kind sha-256 -> empty; kind is kindCode or kindRefresh
+)
+
+const (
+	kindCode    byte = 'c'
+	kindRefresh byte = 'r'
+)
+
+// codeRetention is how long a code is kept after it expires, used or not,
+// so that a replay is still recognised as one (and what the first exchange
+// issued can be ended) rather than answered as an unknown code.
+const codeRetention = time.Hour
+
+// errGrantExists: a grant with this hash is stored already. Hashes are of
+// 256 random bits, so this is a caller's bug, never a collision.
+var errGrantExists = errors.New("a grant with this hash exists")
+
+// codeRecord is a stored code: the code and when it was taken.
+type codeRecord struct {
+	store.AuthCode
+	UsedAt time.Time `json:"used_at,omitzero"`
+}
+
+// SaveCode implements store.GrantStore. It refuses a code for an app that
+// does not exist, so that no code outlives DeleteApp, and prunes the codes
+// past their retention: saving is rare, and pruning there keeps the bucket
+// to the codes of the last hour or so without a background task.
+func (s *Store) SaveCode(_ context.Context, c store.AuthCode) error {
+	if len(c.Hash) == 0 {
+		return &store.InvalidError{Field: "code", Reason: "hash is required"}
+	}
+	v, err := json.Marshal(codeRecord{AuthCode: c})
+	if err != nil {
+		return err
+	}
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		if err := pruneCodes(tx, s.now().Add(-codeRetention)); err != nil {
+			return err
+		}
+		if err := requireApp(tx, c.AppID); err != nil {
+			return err
+		}
+		codes := tx.Bucket(bucketCodes)
+		if codes.Get(c.Hash) != nil {
+			return errGrantExists
+		}
+		if err := codes.Put(c.Hash, v); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketCodesByExpiry).Put(expiryKey(c), nil); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketGrantsByApp).Put(grantKey(c.AppID, kindCode, c.Hash), nil)
+	})
+	if err != nil {
+		return fmt.Errorf("saving authorisation code: %w", err)
+	}
+	return nil
+}
+
+// TakeCode implements store.GrantStore.
+func (s *Store) TakeCode(_ context.Context, hash []byte) (c store.AuthCode, err error) {
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		rec, err := getCode(tx, hash)
+		if err != nil {
+			return err
+		}
+		c = rec.AuthCode
+		if !rec.UsedAt.IsZero() {
+			return store.ErrCodeUsed
+		}
+		rec.UsedAt = s.now()
+		v, err := json.Marshal(rec)
+		if err != nil {
+			return err
+		}
+		return tx.Bucket(bucketCodes).Put(hash, v)
+	})
+	return c, err
+}
+
+// SaveRefreshToken implements store.GrantStore. Like SaveCode it refuses a
+// token for an app that does not exist.
+func (s *Store) SaveRefreshToken(_ context.Context, t store.RefreshToken) error {
+	t.RotatedAt, t.ReplacedBy = time.Time{}, nil
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		if err := requireApp(tx, t.AppID); err != nil {
+			return err
+		}
+		return putNewRefreshToken(tx, t)
+	})
+	if err != nil {
+		return fmt.Errorf("saving refresh token: %w", err)
+	}
+	return nil
+}
+
+// GetRefreshToken implements store.GrantStore.
+func (s *Store) GetRefreshToken(_ context.Context, hash []byte) (t store.RefreshToken, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		t, err = getRefreshToken(tx, hash)
+		return err
+	})
+	return t, err
+}
+
+// RotateRefreshToken implements store.GrantStore. It returns the presented
+// token as it is after the call (rotated), read in the rotating transaction.
+// The new token must be of the presented token's app and connection (else
+// an *store.InvalidError). An overlap of zero or less allows no retry.
+//
+// The token rotated last is the one whose replacement is current: a chain
+// has one current token, and only its predecessor can satisfy the overlap
+// rule, so a token two rotations back is always a reuse.
+func (s *Store) RotateRefreshToken(_ context.Context, hash []byte, next store.RefreshToken, now time.Time, overlap time.Duration) (t store.RefreshToken, err error) {
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		t, err = getRefreshToken(tx, hash)
+		if err != nil {
+			return err
+		}
+		current := t
+		if !t.RotatedAt.IsZero() {
+			if overlap <= 0 || now.After(t.RotatedAt.Add(overlap)) {
+				return store.ErrRefreshReused
+			}
+			current, err = getRefreshToken(tx, t.ReplacedBy)
+			if errors.Is(err, store.ErrGrantNotFound) || err == nil && !current.RotatedAt.IsZero() {
+				return store.ErrRefreshReused
+			}
+			if err != nil {
+				return err
+			}
+		}
+		if next.AppID != t.AppID || next.ConnectionID != t.ConnectionID {
+			return &store.InvalidError{Field: "refresh token", Reason: "must be of the app and connection of the token it replaces"}
+		}
+		if next.IssuedAt.IsZero() {
+			next.IssuedAt = now
+		}
+		next.RotatedAt, next.ReplacedBy = time.Time{}, nil
+		if err := putNewRefreshToken(tx, next); err != nil {
+			return err
+		}
+		current.RotatedAt, current.ReplacedBy = now, bytes.Clone(next.Hash)
+		if bytes.Equal(current.Hash, t.Hash) {
+			t = current
+		}
+		return putRefreshToken(tx, current)
+	})
+	if err != nil && !errors.Is(err, store.ErrRefreshReused) && !errors.Is(err, store.ErrGrantNotFound) {
+		return t, fmt.Errorf("rotating refresh token: %w", err)
+	}
+	return t, err
+}
+
+// dropGrants removes every code and refresh token of the app, inside
+// DeleteApp's transaction.
+func dropGrants(tx *bolt.Tx, appID string) error {
+	prefix := orgKey(appID, "")
+	var keys [][]byte
+	cur := tx.Bucket(bucketGrantsByApp).Cursor()
+	for k, _ := cur.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = cur.Next() {
+		keys = append(keys, bytes.Clone(k))
+	}
+	for _, k := range keys {
+		kind, hash := k[len(prefix)], k[len(prefix)+1:]
+		switch kind {
+		case kindCode:
+			if err := deleteCode(tx, hash); err != nil {
+				return err
+			}
+		case kindRefresh:
+			if err := tx.Bucket(bucketRefreshTokens).Delete(hash); err != nil {
+				return err
+			}
+		}
+		if err := tx.Bucket(bucketGrantsByApp).Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// pruneCodes removes the codes that expired before cutoff, oldest first.
+func pruneCodes(tx *bolt.Tx, cutoff time.Time) error {
+	end := uint64(max(cutoff.UnixMilli(), 0))
+	cur := tx.Bucket(bucketCodesByExpiry).Cursor()
+	for k, _ := cur.First(); k != nil && binary.BigEndian.Uint64(k) < end; k, _ = cur.First() {
+		k = bytes.Clone(k)
+		hash := k[8:]
+		rec, err := getCode(tx, hash)
+		if err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketGrantsByApp).Delete(grantKey(rec.AppID, kindCode, hash)); err != nil {
+			return err
+		}
+		if err := deleteCode(tx, hash); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketCodesByExpiry).Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// deleteCode removes a code and its expiry index entry.
+func deleteCode(tx *bolt.Tx, hash []byte) error {
+	rec, err := getCode(tx, hash)
+	if errors.Is(err, store.ErrGrantNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := tx.Bucket(bucketCodesByExpiry).Delete(expiryKey(rec.AuthCode)); err != nil {
+		return err
+	}
+	return tx.Bucket(bucketCodes).Delete(hash)
+}
+
+func getCode(tx *bolt.Tx, hash []byte) (codeRecord, error) {
+	v := tx.Bucket(bucketCodes).Get(hash)
+	if v == nil {
+		return codeRecord{}, store.ErrGrantNotFound
+	}
+	var rec codeRecord
+	if err := json.Unmarshal(v, &rec); err != nil {
+		return codeRecord{}, fmt.Errorf("decoding authorisation code: %w", err)
+	}
+	return rec, nil
+}
+
+func getRefreshToken(tx *bolt.Tx, hash []byte) (store.RefreshToken, error) {
+	v := tx.Bucket(bucketRefreshTokens).Get(hash)
+	if v == nil {
+		return store.RefreshToken{}, store.ErrGrantNotFound
+	}
+	var t store.RefreshToken
+	if err := json.Unmarshal(v, &t); err != nil {
+		return store.RefreshToken{}, fmt.Errorf("decoding refresh token: %w", err)
+	}
+	return t, nil
+}
+
+// putNewRefreshToken stores a token under a hash not used before, and
+// indexes it under its app.
+func putNewRefreshToken(tx *bolt.Tx, t store.RefreshToken) error {
+	if len(t.Hash) == 0 {
+		return &store.InvalidError{Field: "refresh token", Reason: "hash is required"}
+	}
+	if tx.Bucket(bucketRefreshTokens).Get(t.Hash) != nil {
+		return errGrantExists
+	}
+	if err := putRefreshToken(tx, t); err != nil {
+		return err
+	}
+	return tx.Bucket(bucketGrantsByApp).Put(grantKey(t.AppID, kindRefresh, t.Hash), nil)
+}
+
+func putRefreshToken(tx *bolt.Tx, t store.RefreshToken) error {
+	v, err := json.Marshal(t)
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(bucketRefreshTokens).Put(t.Hash, v)
+}
+
+func grantKey(appID string, kind byte, hash []byte) []byte {
+	return append(append(orgKey(appID, ""), kind), hash...)
+}
+
+func expiryKey(c store.AuthCode) []byte {
+	return append(revisionKey(uint64(max(c.ExpiresAt.UnixMilli(), 0))), c.Hash...)
+}
