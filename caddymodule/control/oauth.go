@@ -90,6 +90,17 @@ func oauthForm(w http.ResponseWriter, r *http.Request) (url.Values, error) {
 	return r.PostForm, nil
 }
 
+// clientRequest reads the form of a request an app makes and authenticates
+// the app.
+func (c *Control) clientRequest(w http.ResponseWriter, r *http.Request) (url.Values, store.App, error) {
+	form, err := oauthForm(w, r)
+	if err != nil {
+		return nil, store.App{}, err
+	}
+	app, err := c.authenticateClient(r, form)
+	return form, app, err
+}
+
 // authenticateClient finds the app making a token, revocation or
 // introspection request (RFC 6749 section 2.3): HTTP Basic with the
 // form-encoded client id and secret, or client_id and client_secret in the
@@ -123,7 +134,7 @@ func (c *Control) authenticateClient(r *http.Request, form url.Values) (store.Ap
 	if store.ValidateID("client_id", id) != nil {
 		return store.App{}, unknown
 	}
-	app, err := c.apps().GetApp(r.Context(), id)
+	app, err := c.store.GetApp(r.Context(), id)
 	if errors.Is(err, store.ErrAppNotFound) {
 		return store.App{}, unknown
 	}

@@ -55,7 +55,7 @@ func (c *Control) readAuthRequest(r *http.Request, q url.Values) (authRequest, e
 	if req.ClientID == "" || store.ValidateID("client_id", req.ClientID) != nil {
 		return req, unknown
 	}
-	app, err := c.apps().GetApp(r.Context(), req.ClientID)
+	app, err := c.store.GetApp(r.Context(), req.ClientID)
 	if errors.Is(err, store.ErrAppNotFound) {
 		return req, unknown
 	}
@@ -254,7 +254,7 @@ func (c *Control) decideAuthorize(w http.ResponseWriter, r *http.Request) error 
 		return err
 	}
 	code := newOpaqueToken()
-	err = c.grants().SaveCode(r.Context(), store.AuthCode{Hash: hashToken(code), AppID: req.app.ID, ConnectionID: conn.ID,
+	err = c.store.SaveCode(r.Context(), store.AuthCode{Hash: hashToken(code), AppID: req.app.ID, ConnectionID: conn.ID,
 		RedirectURI: req.RedirectURI, Challenge: req.Challenge, Scope: req.Scope, ExpiresAt: c.now().Add(codeLifetime).UTC()})
 	if err != nil {
 		return err

@@ -16,11 +16,7 @@ import (
 // the connection is deleted, with the app as the actor. A token the server
 // does not know is answered 200, as section 2.2 asks.
 func (c *Control) serveRevoke(w http.ResponseWriter, r *http.Request) error {
-	form, err := oauthForm(w, r)
-	if err != nil {
-		return err
-	}
-	app, err := c.authenticateClient(r, form)
+	form, app, err := c.clientRequest(w, r)
 	if err != nil {
 		return err
 	}
@@ -50,7 +46,7 @@ func (c *Control) serveRevoke(w http.ResponseWriter, r *http.Request) error {
 // only a hint, RFC 7009 section 2.1). Unknown tokens give "".
 func (c *Control) grantOf(r *http.Request, form url.Values, token string) (connID, appID string, err error) {
 	refresh := func() (string, string, error) {
-		t, err := c.grants().GetRefreshToken(r.Context(), hashToken(token))
+		t, err := c.store.GetRefreshToken(r.Context(), hashToken(token))
 		if errors.Is(err, store.ErrGrantNotFound) {
 			return "", "", nil
 		}
@@ -138,7 +134,7 @@ func (c *Control) introspect(r *http.Request, token, hint string) (controlapi.In
 			Audience: c.Audience, TokenID: claims.ID, ConnectionID: conn.ID}, true, nil
 	}
 	asRefresh := func() (controlapi.Introspection, bool, error) {
-		t, err := c.grants().GetRefreshToken(r.Context(), hashToken(token))
+		t, err := c.store.GetRefreshToken(r.Context(), hashToken(token))
 		if errors.Is(err, store.ErrGrantNotFound) {
 			return controlapi.Introspection{}, false, nil
 		}

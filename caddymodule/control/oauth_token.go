@@ -24,11 +24,7 @@ const codeLifetime = 60 * time.Second
 // serveToken is POST /oauth/token: the authorization_code and refresh_token
 // grants.
 func (c *Control) serveToken(w http.ResponseWriter, r *http.Request) error {
-	form, err := oauthForm(w, r)
-	if err != nil {
-		return err
-	}
-	app, err := c.authenticateClient(r, form)
+	form, app, err := c.clientRequest(w, r)
 	if err != nil {
 		return err
 	}
@@ -61,7 +57,7 @@ func (c *Control) exchangeCode(r *http.Request, app store.App, form url.Values) 
 	if !validPKCEValue(verifier) {
 		return controlapi.TokenResponse{}, oauthFail(controlapi.OAuthInvalidRequest, "code_verifier is required: 43 to 128 characters of A-Z, a-z, 0-9, '-', '.', '_' and '~' (RFC 7636).")
 	}
-	ac, err := c.grants().TakeCode(r.Context(), hashToken(code))
+	ac, err := c.store.TakeCode(r.Context(), hashToken(code))
 	switch {
 	case errors.Is(err, store.ErrGrantNotFound):
 		return controlapi.TokenResponse{}, oauthFail(controlapi.OAuthInvalidGrant, "The code is unknown or expired.")
@@ -90,7 +86,7 @@ func (c *Control) exchangeCode(r *http.Request, app store.App, form url.Values) 
 		return controlapi.TokenResponse{}, err
 	}
 	refresh := newOpaqueToken()
-	err = c.grants().SaveRefreshToken(r.Context(), store.RefreshToken{Hash: hashToken(refresh), AppID: app.ID,
+	err = c.store.SaveRefreshToken(r.Context(), store.RefreshToken{Hash: hashToken(refresh), AppID: app.ID,
 		ConnectionID: conn.ID, Scope: ac.Scope, IssuedAt: c.now().UTC()})
 	if err != nil {
 		return controlapi.TokenResponse{}, err
@@ -108,7 +104,7 @@ func (c *Control) refresh(r *http.Request, app store.App, form url.Values) (cont
 		return controlapi.TokenResponse{}, oauthFail(controlapi.OAuthInvalidRequest, "refresh_token is required.")
 	}
 	hash := hashToken(presented)
-	old, err := c.grants().GetRefreshToken(r.Context(), hash)
+	old, err := c.store.GetRefreshToken(r.Context(), hash)
 	if errors.Is(err, store.ErrGrantNotFound) {
 		return controlapi.TokenResponse{}, oauthFail(controlapi.OAuthInvalidGrant, "The refresh token is unknown.")
 	}
@@ -126,7 +122,7 @@ func (c *Control) refresh(r *http.Request, app store.App, form url.Values) (cont
 		return controlapi.TokenResponse{}, err
 	}
 	next := newOpaqueToken()
-	_, err = c.grants().RotateRefreshToken(r.Context(), hash, store.RefreshToken{Hash: hashToken(next), AppID: app.ID,
+	_, err = c.store.RotateRefreshToken(r.Context(), hash, store.RefreshToken{Hash: hashToken(next), AppID: app.ID,
 		ConnectionID: conn.ID, Scope: old.Scope, IssuedAt: c.now().UTC()}, c.now(), time.Duration(c.RefreshTokenOverlap))
 	if errors.Is(err, store.ErrRefreshReused) {
 		// A rotated token came back: it was stolen, or the app is broken.

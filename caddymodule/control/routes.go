@@ -90,9 +90,7 @@ func (c *Control) newRoutes() http.Handler {
 	mux.Handle("GET /connections", page)
 	mux.Handle("GET /assets/app.js", serveWeb("app.js", "text/javascript; charset=utf-8"))
 	mux.Handle("GET /assets/app.css", serveWeb("app.css", "text/css; charset=utf-8"))
-	if c.hasOAuthStore() {
-		c.oauthRoutes(mux)
-	}
+	c.oauthRoutes(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		c.writeError(w, r, controlapi.Errorf(http.StatusNotFound, controlapi.CodeNotFound, "No such endpoint: %s %s.", r.Method, r.URL.Path))
 	})
