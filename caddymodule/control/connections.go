@@ -65,10 +65,10 @@ func (c *Control) listConnections(w http.ResponseWriter, r *http.Request) error 
 	return nil
 }
 
-// listQuery reads GET /v1/connections?org_id=&status=&q=&cursor=&limit=.
+// listQuery reads GET /v1/connections?org_id=&status=&app_id=&q=&cursor=&limit=.
 func listQuery(r *http.Request) (store.ListQuery, error) {
 	q := r.URL.Query()
-	query := store.ListQuery{OrgID: q.Get("org_id"), After: q.Get("cursor"), Search: q.Get("q")}
+	query := store.ListQuery{OrgID: q.Get("org_id"), AppID: q.Get("app_id"), After: q.Get("cursor"), Search: q.Get("q")}
 	if v := q.Get("status"); v != "" {
 		for _, st := range strings.Split(v, ",") {
 			if !store.Status(st).Valid() {
@@ -81,6 +81,9 @@ func listQuery(r *http.Request) (store.ListQuery, error) {
 		return query, invalid("q must be at most " + strconv.Itoa(store.MaxNameLength) + " characters.")
 	}
 	if err := optionalID("org_id", query.OrgID); err != nil {
+		return query, err
+	}
+	if err := optionalID("app_id", query.AppID); err != nil {
 		return query, err
 	}
 	if err := optionalID("cursor", query.After); err != nil {

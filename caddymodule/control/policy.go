@@ -29,6 +29,11 @@ const (
 	rightEvents     right = "read the change stream"
 	rightAck        right = "acknowledge changes as a gateway"
 	rightGateways   right = "list gateways"
+
+	rightRegisterApps  right = "register apps"
+	rightViewApps      right = "view apps"
+	rightDeleteApps    right = "delete apps"
+	rightRotateSecrets right = "rotate app secrets"
 )
 
 // rightFor is the right a status change needs.
@@ -50,14 +55,17 @@ type access struct {
 	org string
 	// conn is the connection the request is about.
 	conn *store.Connection
+	// app is the app the request is about.
+	app *store.App
 	// newFor is the user a create is for.
 	newFor string
 	// gatewayID is the gateway a change stream or an acknowledgement is for.
 	gatewayID string
 }
 
-// authorize decides whether p may do a. Another organisation's connection is
-// not found rather than forbidden, so that its existence is not revealed.
+// authorize decides whether p may do a. Another organisation's connection or
+// app is not found rather than forbidden, so that its existence is not
+// revealed.
 // The refusal is a *controlapi.Error naming what is missing.
 func authorize(p *principal, a access) error {
 	if a.gatewayID != "" {
@@ -79,21 +87,46 @@ func authorize(p *principal, a access) error {
 		return forbid("Only gateways and administrators may " + string(a.want) + ".")
 	}
 	org := a.org
-	if a.conn != nil {
+	switch {
+	case a.conn != nil:
 		org = a.conn.OrgID
+	case a.app != nil:
+		org = a.app.OrgID
 	}
 	role, ok := p.roles[org]
 	if !ok {
 		if a.conn != nil {
 			return connectionNotFound(a.conn.ID)
 		}
+		if a.app != nil {
+			return appNotFound(a.app.ID)
+		}
 		return forbid("You have no role in organisation " + org + ", so you may not " + string(a.want) + " there.")
 	}
-	// A developer sees only the connections made for them.
+	// A developer sees only the connections made for them, and the apps
+	// they registered.
 	if a.conn != nil && role == roleDeveloper && a.conn.UserID != p.id {
 		return connectionNotFound(a.conn.ID)
 	}
+	if a.app != nil && role == roleDeveloper && a.app.CreatedBy != p.id {
+		return appNotFound(a.app.ID)
+	}
 	switch a.want {
+	case rightViewApps:
+		return nil
+	case rightRegisterApps:
+		if role.manages() || role == roleDeveloper {
+			return nil
+		}
+		return forbid("Your role " + string(role) + " in " + org + " does not include the right to " + string(a.want) +
+			"; Developer Portal access (role developer) or an owner, manager or administrator role in the organisation has it.")
+	case rightDeleteApps, rightRotateSecrets:
+		// A developer reaches here only for an app they registered.
+		if role.manages() || role == roleDeveloper {
+			return nil
+		}
+		return forbid("Your role " + string(role) + " in " + org + " does not include the right to " + string(a.want) +
+			"; the developer who registered the app and the organisation's owners, managers and administrators have it.")
 	case rightList, rightView:
 		return nil
 	case rightCreate:
@@ -155,14 +188,15 @@ func subscriberID(p *principal, asked string) string {
 // listScope is what an organisation-wide read (a list, the audit log) covers.
 type listScope struct {
 	org string
-	// userID, when set, keeps only that user's connections.
+	// userID, when set, keeps only that user's connections, or the apps
+	// that user registered.
 	userID string
 }
 
 // scopeOf settles an organisation-wide read: the organisation as asked, or
 // the only one the caller has a role in (an administrator key without
 // org_id reads every organisation); and, for a list, a developer's own
-// connections only.
+// connections (or apps) only.
 func scopeOf(p *principal, org string, want right) (listScope, error) {
 	if org == "" && !p.gateway {
 		sole, ok := soleOrg(p)
@@ -175,7 +209,7 @@ func scopeOf(p *principal, org string, want right) (listScope, error) {
 		return listScope{}, err
 	}
 	s := listScope{org: org}
-	if want == rightList && !p.admin && p.roles[org] == roleDeveloper {
+	if (want == rightList || want == rightViewApps) && !p.admin && p.roles[org] == roleDeveloper {
 		s.userID = p.id
 	}
 	return s, nil

@@ -38,6 +38,11 @@ func TestPolicyScopes(t *testing.T) {
 		{"two organisations need org_id", twoOrgs, "", rightList, listScope{}, 400},
 		{"two organisations, one named", twoOrgs, "org-2", rightList, listScope{org: "org-2"}, 0},
 		{"a gateway may not list", gateway, "", rightList, listScope{}, 403},
+		{"developer lists only the apps they registered", developer, "", rightViewApps, listScope{org: "org-1", userID: "dev"}, 0},
+		{"owner lists every app of the organisation", owner, "org-1", rightViewApps, listScope{org: "org-1"}, 0},
+		{"admin without org_id lists every organisation's apps", admin, "", rightViewApps, listScope{}, 0},
+		{"apps of another organisation", owner, "org-2", rightViewApps, listScope{}, 403},
+		{"a gateway may not list apps", gateway, "", rightViewApps, listScope{}, 403},
 	}
 	for _, tt := range scopes {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,6 +1,7 @@
 package control_test
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -40,7 +41,7 @@ func writePrincipals(t *testing.T) (path string, keys map[string]string) {
 // through HTTP against the real handler and store.
 func TestRoleMatrix(t *testing.T) {
 	path, keys := writePrincipals(t)
-	s := controltest.Start(t, controltest.Options{PrincipalsFile: path})
+	s, st := startWithStore(t, controltest.Options{PrincipalsFile: path})
 	keys["admin"] = s.AdminKey
 
 	type cell struct{ own, other int }
@@ -49,6 +50,8 @@ func TestRoleMatrix(t *testing.T) {
 		"view": {200, 404}, "view their own": {200, 404}, "disable": {200, 404}, "enable": {200, 404}, "delete": {200, 404},
 		"audit": {200, 403}, "status": {403, 403}, "gateways": {403, 403},
 		"stream": {200, 200}, "stream as itself": {403, 403}, "stream as another gateway": {403, 403}, "ack as another gateway": {403, 403},
+		"register an app": {201, 403}, "list apps": {200, 403}, "view an app": {200, 404}, "view their own app": {200, 404},
+		"delete an app": {200, 404}, "delete their own app": {200, 404}, "rotate a secret": {200, 404}, "rotate their own secret": {200, 404},
 	}
 	matrix := map[string]map[string]cell{
 		"owner": manage, "manager": manage, "administrator": manage,
@@ -57,18 +60,27 @@ func TestRoleMatrix(t *testing.T) {
 			"view": {404, 404}, "view their own": {200, 404}, "disable": {403, 404}, "enable": {403, 404}, "delete": {403, 404},
 			"audit": {403, 403}, "status": {403, 403}, "gateways": {403, 403},
 			"stream": {200, 200}, "stream as itself": {403, 403}, "stream as another gateway": {403, 403}, "ack as another gateway": {403, 403},
+			// Developer Portal access: their own apps only; others' are not found.
+			"register an app": {201, 403}, "list apps": {200, 403}, "view an app": {404, 404}, "view their own app": {200, 404},
+			"delete an app": {404, 404}, "delete their own app": {200, 404}, "rotate a secret": {404, 404}, "rotate their own secret": {200, 404},
 		},
 		"viewer": {
 			"create for another user": {403, 403}, "create for themselves": {403, 403}, "list": {200, 403},
 			"view": {200, 404}, "view their own": {200, 404}, "disable": {403, 404}, "enable": {403, 404}, "delete": {403, 404},
 			"audit": {403, 403}, "status": {403, 403}, "gateways": {403, 403},
 			"stream": {200, 200}, "stream as itself": {403, 403}, "stream as another gateway": {403, 403}, "ack as another gateway": {403, 403},
+			// Sees every app of the organisation, changes none, not even one
+			// registered in its name.
+			"register an app": {403, 403}, "list apps": {200, 403}, "view an app": {200, 404}, "view their own app": {200, 404},
+			"delete an app": {403, 404}, "delete their own app": {403, 404}, "rotate a secret": {403, 404}, "rotate their own secret": {403, 404},
 		},
 		"gateway": {
 			"create for another user": {403, 403}, "create for themselves": {403, 403}, "list": {403, 403},
 			"view": {403, 403}, "view their own": {403, 403}, "disable": {403, 403}, "enable": {403, 403}, "delete": {403, 403},
 			"audit": {403, 403}, "status": {200, 200}, "gateways": {403, 403},
 			"stream": {200, 200}, "stream as itself": {200, 200}, "stream as another gateway": {403, 403}, "ack as another gateway": {403, 403},
+			"register an app": {403, 403}, "list apps": {403, 403}, "view an app": {403, 403}, "view their own app": {403, 403},
+			"delete an app": {403, 403}, "delete their own app": {403, 403}, "rotate a secret": {403, 403}, "rotate their own secret": {403, 403},
 		},
 		"admin": {
 			"create for another user": {201, 201}, "create for themselves": {201, 201}, "list": {200, 200},
@@ -77,6 +89,8 @@ func TestRoleMatrix(t *testing.T) {
 			// An administrator key may act as any gateway; one that is not
 			// subscribed has nothing to acknowledge.
 			"stream": {200, 200}, "stream as itself": {200, 200}, "stream as another gateway": {200, 200}, "ack as another gateway": {404, 404},
+			"register an app": {201, 201}, "list apps": {200, 200}, "view an app": {200, 200}, "view their own app": {200, 200},
+			"delete an app": {200, 200}, "delete their own app": {200, 200}, "rotate a secret": {200, 200}, "rotate their own secret": {200, 200},
 		},
 	}
 	// id is the principal's id, the user_id of "their own" connections.
@@ -96,6 +110,17 @@ func TestRoleMatrix(t *testing.T) {
 			t.Fatalf("setup create: %d", code)
 		}
 		return c.Connection.ID
+	}
+	// newApp registers a confidential app in org in the name of principal
+	// by, through the store: nobody but the admin key may register in
+	// another organisation.
+	newApp := func(org, by string) string {
+		a, err := st.CreateApp(context.Background(), store.NewApp{Name: "x", RedirectURIs: []string{"https://x.example/cb"},
+			AuthMethod: store.AuthSecretBasic, SecretHash: make([]byte, 32), OrgID: org}, store.Actor{ID: by})
+		if err != nil {
+			t.Fatalf("setup app: %v", err)
+		}
+		return a.ID
 	}
 	do := func(role, action, org string) int {
 		key, me := keys[role], id(role)
@@ -128,6 +153,22 @@ func TestRoleMatrix(t *testing.T) {
 			return s.Do(t, key, "GET", "/v1/events?gateway_id="+me, nil, nil)
 		case "stream as another gateway":
 			return s.Do(t, key, "GET", "/v1/events?gateway_id=edge-9", nil, nil)
+		case "register an app":
+			return s.Do(t, key, "POST", "/v1/apps", controlapi.NewApp{ClientName: "x", RedirectURIs: []string{"https://x.example/cb"}, OrgID: org}, &out)
+		case "list apps":
+			return s.Do(t, key, "GET", "/v1/apps?org_id="+org, nil, &out)
+		case "view an app":
+			return s.Do(t, key, "GET", "/v1/apps/"+newApp(org, "someone"), nil, &out)
+		case "view their own app":
+			return s.Do(t, key, "GET", "/v1/apps/"+newApp(org, me), nil, &out)
+		case "delete an app":
+			return s.Do(t, key, "DELETE", "/v1/apps/"+newApp(org, "someone"), nil, &out)
+		case "delete their own app":
+			return s.Do(t, key, "DELETE", "/v1/apps/"+newApp(org, me), nil, &out)
+		case "rotate a secret":
+			return s.Do(t, key, "POST", "/v1/apps/"+newApp(org, "someone")+"/secret", nil, &out)
+		case "rotate their own secret":
+			return s.Do(t, key, "POST", "/v1/apps/"+newApp(org, me)+"/secret", nil, &out)
 		case "ack as another gateway":
 			// Not edge-9: a stream of that id may still be closing.
 			return s.Do(t, key, "POST", "/v1/gateways/edge-never/ack", map[string]int{"revision": 1}, &out)

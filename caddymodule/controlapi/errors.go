@@ -18,7 +18,11 @@ const (
 	CodeConnectionNotFound   Code = "connection_not_found"
 	CodeConnectionDeleted    Code = "connection_deleted"
 	CodeGatewayNotSubscribed Code = "gateway_not_subscribed"
-	CodeInternalError        Code = "internal_error"
+	CodeAppNotFound          Code = "app_not_found"
+	// CodePublicClient: a public app (token_endpoint_auth_method none) has
+	// no client secret to rotate.
+	CodePublicClient  Code = "public_client"
+	CodeInternalError Code = "internal_error"
 )
 
 // Error is the body of every error answer, and an error a handler returns:
