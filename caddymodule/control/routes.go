@@ -68,6 +68,9 @@ func (c *Control) routeTable() map[string]map[string]operation {
 		controlapi.PathGateways:        {http.MethodGet: {false, c.listGateways}},
 		"/v1/gateways/{id}/ack":        {http.MethodPost: {false, c.ackGateway}},
 		controlapi.PathMe:              {http.MethodGet: {false, c.getMe}},
+		controlapi.PathApps:            {http.MethodGet: {false, c.listApps}, http.MethodPost: {false, c.createApp}},
+		"/v1/apps/{id}":                {http.MethodGet: {false, c.getApp}, http.MethodDelete: {false, c.deleteApp}},
+		"/v1/apps/{id}/secret":         {http.MethodPost: {false, c.rotateAppSecret}},
 	}
 }
 
