@@ -1,0 +1,234 @@
+package tests
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/chromedp"
+	"golang.org/x/crypto/bcrypt"
+	"golang.org/x/oauth2"
+
+	"github.com/conngate/conngate/caddymodule/control/controltest"
+)
+
+// oauthDemo is Caddyfile.example (its gateway unchanged) with a person,
+// Dana, who has Developer Portal access in org-1, and a second site that
+// serves the same control endpoint behind Caddy's basic_auth, the way an
+// operator plugs in their own sign-in.
+type oauthDemo struct {
+	*demo
+	danaKey, danaPassword string
+	sso                   string
+	codes                 chan string // what the app's redirect URI received
+	callback              string
+}
+
+func newOAuthDemo(t *testing.T) *oauthDemo {
+	t.Helper()
+	d := &oauthDemo{demo: newDemo(t), danaKey: controltest.RandomKey(), danaPassword: controltest.RandomKey(), codes: make(chan string, 4)}
+	sum := sha256.Sum256([]byte(d.danaKey))
+	principals := fmt.Sprintf(`{"principals": [{"id": "dana", "name": "Dana", "key_sha256": %q, "roles": {"org-1": "developer"}}]}`, hex.EncodeToString(sum[:]))
+	if err := os.WriteFile(filepath.Join(d.dir, "principals.json"), []byte(principals), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	hash, err := bcrypt.GenerateFromPassword([]byte(d.danaPassword), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sso := freePort(t)
+	d.sso = fmt.Sprintf("http://127.0.0.1:%d", sso)
+	const gatewayKeyLine = "\t\tapi_key gateway {env.CONNGATE_GATEWAY_KEY}\n"
+	if strings.Count(d.caddyfile, gatewayKeyLine) != 1 {
+		t.Fatal("Caddyfile.example's control block has changed shape")
+	}
+	cfg := strings.Replace(d.caddyfile, gatewayKeyLine, gatewayKeyLine+"\t\tprincipals_file principals.json\n", 1)
+	cfg += fmt.Sprintf(`
+:%d {
+	bind 127.0.0.1
+	basic_auth /oauth/authorize {
+		dana %s
+	}
+	connection_control {
+		store bolt %s
+		api_key admin {env.CONNGATE_ADMIN_KEY}
+		principals_file principals.json
+		issuer conngate
+		audience conngate-demo
+	}
+}
+`, sso, hash, filepath.Join(d.dir, "data", "conngate.db"))
+	d.caddyfile = cfg
+	writeSite(t, d.dir, cfg)
+
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if code := r.URL.Query().Get("code"); code != "" {
+			d.codes <- code
+		} else {
+			d.codes <- "error:" + r.URL.Query().Get("error")
+		}
+		fmt.Fprint(w, "<!doctype html><title>App</title><p id=done>back in the app</p>")
+	}))
+	t.Cleanup(app.Close)
+	d.callback = app.URL + "/callback"
+	return d
+}
+
+// register makes a public app with the admin key.
+func (d *oauthDemo) register(t *testing.T, base string) oauth2.Config {
+	t.Helper()
+	code, app := d.api(t, http.MethodPost, "/v1/apps", fmt.Sprintf(`{"client_name": "Zapier", "redirect_uris": [%q], "token_endpoint_auth_method": "none", "org_id": "org-1"}`, d.callback))
+	if code != http.StatusCreated {
+		t.Fatalf("registering the app: %d %v", code, app)
+	}
+	return oauth2.Config{ClientID: app["client_id"].(string), RedirectURL: d.callback,
+		Endpoint: oauth2.Endpoint{AuthURL: base + "/oauth/authorize", TokenURL: base + "/oauth/token"}}
+}
+
+func (d *oauthDemo) code(t *testing.T) string {
+	t.Helper()
+	select {
+	case c := <-d.codes:
+		if strings.HasPrefix(c, "error:") {
+			t.Fatalf("the app got %s", c)
+		}
+		return c
+	case <-time.After(10 * time.Second):
+		t.Fatal("the app's redirect URI was never reached")
+		return ""
+	}
+}
+
+// An app that only speaks standard OAuth 2.0 connects itself through the
+// real binary; the person approves in a real browser; both of the app's
+// tokens follow the connection's status through a gateway configured as
+// Caddyfile.example.
+func TestOAuthThroughTheBinary(t *testing.T) {
+	bin := findBrowser(t)
+	d := newOAuthDemo(t)
+	d.start(t)
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(bin), chromedp.NoSandbox, chromedp.DisableGPU,
+		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true), chromedp.Flag("disable-quic", true))
+	alloc, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	t.Cleanup(cancel)
+	tab := func(t *testing.T) context.Context {
+		ctx, cancel := chromedp.NewContext(alloc)
+		t.Cleanup(cancel)
+		if err := chromedp.Run(ctx); err != nil {
+			t.Fatalf("starting the browser: %v", err)
+		}
+		return ctx
+	}
+	ctx := context.Background()
+
+	t.Run("sign in with a key", func(t *testing.T) {
+		cfg := d.register(t, d.control)
+		verifier := oauth2.GenerateVerifier()
+		page := tab(t)
+		run(t, page, chromedp.Navigate(cfg.AuthCodeURL("xyz", oauth2.S256ChallengeOption(verifier))),
+			chromedp.WaitVisible("#key", chromedp.ByID), chromedp.SendKeys("#key", d.danaKey, chromedp.ByID),
+			chromedp.Submit("#key", chromedp.ByID), chromedp.WaitVisible("#approve", chromedp.ByID))
+		var shown string
+		run(t, page, chromedp.Text("main", &shown, chromedp.ByQuery))
+		if !strings.Contains(shown, "Zapier") || !strings.Contains(shown, "org-1") {
+			t.Errorf("the consent page does not name the app and the organisation:\n%s", shown)
+		}
+		run(t, page, chromedp.Click("#approve", chromedp.ByID))
+		tok, err := cfg.Exchange(ctx, d.code(t), oauth2.VerifierOption(verifier))
+		if err != nil {
+			t.Fatalf("exchange: %v", err)
+		}
+		followsStatus(t, d, cfg, tok)
+	})
+
+	t.Run("signed in by a Caddy authentication handler", func(t *testing.T) {
+		cfg := d.register(t, d.sso)
+		verifier := oauth2.GenerateVerifier()
+		page := tab(t)
+		basic := "Basic " + base64.StdEncoding.EncodeToString([]byte("dana:"+d.danaPassword))
+		run(t, page, network.Enable(), network.SetExtraHTTPHeaders(network.Headers{"Authorization": basic}),
+			chromedp.Navigate(cfg.AuthCodeURL("xyz", oauth2.S256ChallengeOption(verifier))),
+			chromedp.WaitVisible("#approve", chromedp.ByID), chromedp.Click("#approve", chromedp.ByID))
+		tok, err := cfg.Exchange(ctx, d.code(t), oauth2.VerifierOption(verifier))
+		if err != nil {
+			t.Fatalf("exchange: %v", err)
+		}
+		followsStatus(t, d, cfg, tok)
+	})
+}
+
+// followsStatus disables, enables and deletes the token's connection and
+// checks both tokens each time.
+func followsStatus(t *testing.T, d *oauthDemo, cfg oauth2.Config, tok *oauth2.Token) {
+	t.Helper()
+	if code, body := d.call(t, tok.AccessToken); code != http.StatusOK {
+		t.Fatalf("access token through the gateway: %d %v", code, body)
+	}
+	cid := connectionOf(t, d, tok.AccessToken)
+	refresh := func() error {
+		_, err := cfg.TokenSource(context.Background(), &oauth2.Token{RefreshToken: tok.RefreshToken}).Token()
+		return err
+	}
+	invalidGrant := func(err error) bool {
+		var re *oauth2.RetrieveError
+		return errors.As(err, &re) && re.ErrorCode == "invalid_grant"
+	}
+
+	d.api(t, http.MethodPost, "/v1/connections/"+cid+"/disable?wait=applied", "")
+	if code, _ := d.call(t, tok.AccessToken); code != http.StatusUnauthorized {
+		t.Errorf("disabled: gateway answered %d", code)
+	}
+	if err := refresh(); !invalidGrant(err) {
+		t.Errorf("disabled: refresh gave %v", err)
+	}
+	d.api(t, http.MethodPost, "/v1/connections/"+cid+"/enable?wait=applied", "")
+	if code, _ := d.call(t, tok.AccessToken); code != http.StatusOK {
+		t.Errorf("enabled: the same access token got %d", code)
+	}
+	next, err := cfg.TokenSource(context.Background(), &oauth2.Token{RefreshToken: tok.RefreshToken}).Token()
+	if err != nil {
+		t.Fatalf("enabled: the same refresh token: %v", err)
+	}
+	d.api(t, http.MethodDelete, "/v1/connections/"+cid+"?wait=applied", "")
+	for _, access := range []string{tok.AccessToken, next.AccessToken} {
+		if code, _ := d.call(t, access); code != http.StatusUnauthorized {
+			t.Errorf("deleted: gateway answered %d", code)
+		}
+	}
+	if _, err := cfg.TokenSource(context.Background(), &oauth2.Token{RefreshToken: next.RefreshToken}).Token(); !invalidGrant(err) {
+		t.Errorf("deleted: refresh gave %v", err)
+	}
+}
+
+// connectionOf asks the control endpoint which connection a token acts
+// through (RFC 7662, with the gateway's key).
+func connectionOf(t *testing.T, d *oauthDemo, token string) string {
+	t.Helper()
+	gatewayKey := ""
+	for _, kv := range d.env {
+		if v, ok := strings.CutPrefix(kv, "CONNGATE_GATEWAY_KEY="); ok {
+			gatewayKey = v
+		}
+	}
+	req, _ := http.NewRequest(http.MethodPost, d.control+"/oauth/introspect", strings.NewReader("token="+token))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Authorization", "Bearer "+gatewayKey)
+	code, body := do(t, req)
+	cid, _ := body["cid"].(string)
+	if code != http.StatusOK || body["active"] != true || cid == "" || body["client_id"] == "" {
+		t.Fatalf("introspection: %d %v", code, body)
+	}
+	return cid
+}
