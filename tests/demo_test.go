@@ -77,6 +77,7 @@ func newDemo(t *testing.T) *demo {
 		{"reverse_proxy 127.0.0.1:9000", "reverse_proxy " + strings.TrimPrefix(d.upstream.URL, "http://")},
 		{"\n:9000 {", fmt.Sprintf("\n:%d {", data)},
 		{"store bolt ./data/conngate.db", "store bolt " + filepath.Join(d.dir, "data", "conngate.db")},
+		{"principals_file ./data/principals.json", "principals_file " + filepath.Join(d.dir, "data", "principals.json")},
 	} {
 		if n := strings.Count(cfg, r.old); n != 1 {
 			t.Fatalf("Caddyfile.example has %q %d times, want once", r.old, n)

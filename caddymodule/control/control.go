@@ -164,6 +164,10 @@ func (c *Control) Validate() error {
 	if c.RefreshTokenOverlap < 0 || time.Duration(c.RefreshTokenOverlap) > time.Minute {
 		return fmt.Errorf("refresh_token_overlap %s: want a duration from 0 to 1m", time.Duration(c.RefreshTokenOverlap))
 	}
+	if c.keys.principalsMissing != "" {
+		c.logger.Warn("principals_file does not exist: no person can use a key until it does and Caddy reloads",
+			zap.String("principals_file", c.keys.principalsMissing))
+	}
 	if !c.keys.hasAdmin() {
 		c.logger.Warn("no admin API key configured: connections cannot be created or changed")
 	}

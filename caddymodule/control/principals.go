@@ -5,7 +5,9 @@ import (
 	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net/http"
 	"os"
 	"strings"
@@ -79,6 +81,8 @@ type principalsFile struct {
 type keyring struct {
 	digests    [][sha256.Size]byte
 	principals []*principal
+	// principalsMissing names a principals_file that does not exist.
+	principalsMissing string
 }
 
 // minKeyLength keeps guessable keys out: the docs ask for `openssl rand -hex 32`.
@@ -113,7 +117,14 @@ func newKeyring(repl *caddy.Replacer, keys []APIKey, principalsPath string) (*ke
 		}
 	}
 	if principalsPath != "" {
-		if err := kr.load(principalsPath); err != nil {
+		err := kr.load(principalsPath)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			// No file yet means no people yet: that grants nothing, so it
+			// is safe, and it lets a file be created after the first start
+			// (the demo does) and picked up by a reload.
+			kr.principalsMissing = principalsPath
+		case err != nil:
 			return nil, fmt.Errorf("principals_file %s: %w", principalsPath, err)
 		}
 	}

@@ -246,6 +246,30 @@ func TestPrincipalsFileErrors(t *testing.T) {
 	}
 }
 
+// A principals file that does not exist yet grants nothing: the admin key
+// works, no person's key does; once the file exists, a reload (a new
+// provisioning) reads it.
+func TestPrincipalsFileNotThereYet(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "principals.json")
+	s := controltest.Start(t, controltest.Options{Dir: dir, PrincipalsFile: path})
+	key := controltest.RandomKey()
+	if code := s.Do(t, key, "GET", "/v1/me", nil, nil); code != 401 {
+		t.Fatalf("a person's key without a principals file: %d", code)
+	}
+	if code := s.Do(t, s.AdminKey, "GET", "/v1/me", nil, nil); code != 200 {
+		t.Fatalf("admin key: %d", code)
+	}
+	sum := sha256.Sum256([]byte(key))
+	os.WriteFile(path, []byte(`{"principals": [{"id": "dana", "key_sha256": "`+hex.EncodeToString(sum[:])+`", "roles": {"org-1": "developer"}}]}`), 0o600)
+	s.Stop()
+	s = controltest.Start(t, controltest.Options{Dir: dir, PrincipalsFile: path, AdminKey: s.AdminKey, GatewayKey: s.GatewayKey})
+	var me controlapi.Me
+	if code := s.Do(t, key, "GET", "/v1/me", nil, &me); code != 200 || me.ID != "dana" {
+		t.Fatalf("after the file appeared: %d %+v", code, me)
+	}
+}
+
 // Two keys of one role (a rotation) both work, and the audit log tells them
 // apart.
 func TestTwoKeysOfOneRole(t *testing.T) {
