@@ -260,6 +260,16 @@ func TestOAuthAttacks(t *testing.T) {
 			}
 		}
 	})
+	t.Run("no state: none comes back", func(t *testing.T) {
+		u, _ := url.Parse(authURL(f.public, nil))
+		q := u.Query()
+		q.Del("state")
+		u.RawQuery = q.Encode()
+		back := controltest.Authorize(t, f.s.URL, u.String(), f.keys["developer"], "deny", "org-1")
+		if back.Query().Has("state") || back.Query().Get("error") != "access_denied" {
+			t.Errorf("%s", back)
+		}
+	})
 	t.Run("deny", func(t *testing.T) {
 		back := controltest.Authorize(t, f.s.URL, authURL(f.public, nil), f.keys["developer"], "deny", "org-1")
 		if back.Query().Get("error") != "access_denied" || back.Query().Get("state") != "st" {
@@ -391,6 +401,55 @@ func TestOAuthAttacks(t *testing.T) {
 			t.Errorf("refresh after revocation: %v", err)
 		}
 	})
+}
+
+// A confidential app may introspect its own tokens, and learns nothing of
+// another app's; a public app may not introspect.
+func TestOAuthIntrospectionByClients(t *testing.T) {
+	f := newOAuthFixture(t)
+	ctx := context.Background()
+	grant := func(cfg oauth2.Config) *oauth2.Token {
+		code, verifier := f.authorize(t, cfg, "developer")
+		tok, err := cfg.Exchange(ctx, code, oauth2.VerifierOption(verifier))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	own, other := grant(f.conf), grant(f.public)
+	introspect := func(form url.Values) (int, controlapi.Introspection) {
+		resp, err := http.PostForm(f.s.URL+"/oauth/introspect", form)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var in controlapi.Introspection
+		json.NewDecoder(resp.Body).Decode(&in)
+		return resp.StatusCode, in
+	}
+	as := url.Values{"client_id": {f.conf.ClientID}, "client_secret": {f.conf.ClientSecret}}
+	for _, tt := range []struct {
+		name   string
+		token  string
+		active bool
+	}{
+		{"own access token", own.AccessToken, true},
+		{"own refresh token", own.RefreshToken, true},
+		{"another app's access token", other.AccessToken, false},
+		{"another app's refresh token", other.RefreshToken, false},
+		{"garbage", "not-a-token", false},
+	} {
+		form := url.Values{"token": {tt.token}}
+		for k, v := range as {
+			form[k] = v
+		}
+		if code, in := introspect(form); code != 200 || in.Active != tt.active || (!tt.active && in.ClientID != "") {
+			t.Errorf("%s: %d %+v", tt.name, code, in)
+		}
+	}
+	if code, _ := introspect(url.Values{"token": {other.AccessToken}, "client_id": {f.public.ClientID}}); code != http.StatusUnauthorized && code != http.StatusBadRequest {
+		t.Errorf("a public client introspecting: %d", code)
+	}
 }
 
 func TestOAuthMetadata(t *testing.T) {
