@@ -3,7 +3,6 @@
 package cli
 
 import (
-	"bufio"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -23,7 +22,7 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "connections",
-		Usage: "list|show|create|disable|enable|delete|audit|new-key [flags]",
+		Usage: "list|show|create|disable|enable|delete|audit|apps|new-key [flags]",
 		Short: "Manages conngate connections through a control endpoint",
 		Long: `Manages conngate connections through the control endpoint's REST API.
 
@@ -31,9 +30,13 @@ The endpoint and key come from --endpoint and --key, or from the environment:
 CONNGATE_ENDPOINT (default http://127.0.0.1:9180) and CONNGATE_KEY (falling back
 to CONNGATE_ADMIN_KEY). Output is a table; --json prints the API's JSON.
 
+'caddy connections apps' registers and manages the OAuth 2.0 apps through which
+people authorise connections.
+
 Exit codes: 0 done, 1 failed (endpoint unreachable or an unexpected answer),
-2 usage or invalid request, 3 not found, 4 the connection is deleted,
-5 no key, wrong key or missing right, 6 delete not confirmed.`,
+2 usage or invalid request, 3 not found, 4 the connection is deleted (or the
+app is public: it has no secret to rotate), 5 no key, wrong key or missing
+right, 6 delete (or secret rotation) not confirmed.`,
 		CobraFunc: setUp,
 	})
 }
@@ -55,7 +58,7 @@ func setUp(cmd *cobra.Command) {
 		if len(args) > 0 {
 			return usageError(c, fmt.Errorf("unknown command %q", args[0]))
 		}
-		return usageError(c, errors.New("a command is required: list, show, create, disable, enable, delete, audit or new-key"))
+		return usageError(c, errors.New("a command is required: list, show, create, disable, enable, delete, audit, apps or new-key"))
 	}
 	cmd.SetFlagErrorFunc(usageError)
 	pf := cmd.PersistentFlags()
@@ -63,7 +66,7 @@ func setUp(cmd *cobra.Command) {
 	pf.String("key", "", "API key (env CONNGATE_KEY, then CONNGATE_ADMIN_KEY)")
 	pf.Bool("json", false, "print JSON instead of a table")
 
-	add := func(use, short string, args cobra.PositionalArgs, run func(*session, []string) (int, error), flags func(*cobra.Command)) {
+	addTo := func(parent *cobra.Command, use, short string, args cobra.PositionalArgs, run func(*session, []string) (int, error), flags func(*cobra.Command)) {
 		sub := &cobra.Command{Use: use, Short: short, SilenceUsage: true, SilenceErrors: true}
 		sub.Args = func(c *cobra.Command, a []string) error {
 			if err := args(c, a); err != nil {
@@ -85,7 +88,10 @@ func setUp(cmd *cobra.Command) {
 			}
 			return exitWith(c, code, err)
 		}
-		cmd.AddCommand(sub)
+		parent.AddCommand(sub)
+	}
+	add := func(use, short string, args cobra.PositionalArgs, run func(*session, []string) (int, error), flags func(*cobra.Command)) {
+		addTo(cmd, use, short, args, run, flags)
 	}
 	waitFlag := func(c *cobra.Command) {
 		c.Flags().Bool("wait", false, "return once every gateway has applied the change")
@@ -115,6 +121,7 @@ func setUp(cmd *cobra.Command) {
 		c.Flags().Int("limit", 0, "page size (1-500)")
 		c.Flags().String("cursor", "", "next_cursor of a previous page")
 	})
+	setUpApps(cmd, usageError, addTo)
 	add("new-key", "Print a new random key and its principals_file entry", cobra.NoArgs, newKey, func(c *cobra.Command) {
 		c.Flags().String("id", "", "principal id for the entry (required)")
 		c.Flags().String("name", "", "display name for the entry")
@@ -176,14 +183,8 @@ func create(s *session, _ []string) (int, error) {
 func change(action store.Action) func(*session, []string) (int, error) {
 	return func(s *session, args []string) (int, error) {
 		id := args[0]
-		if action == store.ActionDelete {
-			if yes, _ := s.cmd.Flags().GetBool("yes"); !yes {
-				fmt.Fprintf(s.errOut, "Delete connection %s? This cannot be undone: the connection cannot be restored and its app loses access for good.\nType yes to delete: ", id)
-				answer, _ := bufio.NewReader(s.in).ReadString('\n')
-				if strings.TrimSpace(answer) != "yes" {
-					return exitAborted, errors.New("not deleted")
-				}
-			}
+		if action == store.ActionDelete && !s.confirmed(fmt.Sprintf("Delete connection %s? This cannot be undone: the connection cannot be restored and its app loses access for good.\nType yes to delete: ", id)) {
+			return exitAborted, errors.New("not deleted")
 		}
 		method, path := http.MethodPost, controlapi.ActionPath(id, string(action))
 		if action == store.ActionDelete {

@@ -13,9 +13,9 @@ const (
 	exitFailed       = 1 // the endpoint could not be reached, or answered an error not below
 	exitUsage        = 2 // wrong arguments or flags, or an invalid request (400)
 	exitNotFound     = 3 // 404: no such connection (or not yours to see)
-	exitConflict     = 4 // 409: the connection is deleted
+	exitConflict     = 4 // 409: the connection is deleted, or a public app has no secret to rotate
 	exitUnauthorized = 5 // 401 or 403: no key, a wrong key, or a missing right
-	exitAborted      = 6 // delete not confirmed
+	exitAborted      = 6 // delete or secret rotation not confirmed
 )
 
 // exitForStatus is the exit code for an error answer's HTTP status.

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -132,4 +133,15 @@ func (s *session) table(rows ...[]string) {
 		fmt.Fprintln(tw, strings.Join(r, "\t"))
 	}
 	tw.Flush()
+}
+
+// confirmed asks prompt on stderr and reports whether the answer was yes;
+// --yes answers for the user.
+func (s *session) confirmed(prompt string) bool {
+	if yes, _ := s.cmd.Flags().GetBool("yes"); yes {
+		return true
+	}
+	fmt.Fprint(s.errOut, prompt)
+	answer, _ := bufio.NewReader(s.in).ReadString('\n')
+	return strings.TrimSpace(answer) == "yes"
 }
