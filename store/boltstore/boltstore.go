@@ -1,7 +1,9 @@
 // Package boltstore is the embedded store: one bbolt file, no server to run.
 // bbolt serialises writers and fsyncs every commit, which gives the store's
-// guarantees (one transaction per change, durable before the call returns)
-// directly.
+// guarantees (every change in one transaction with its log and audit
+// entries, durable before the call returns) directly. Creates and status
+// changes that arrive while a commit is under way share the next commit
+// (group commit): one fsync for many changes.
 package boltstore
 
 import (
@@ -58,6 +60,8 @@ type Store struct {
 	// changed is closed and replaced after every committed change.
 	mu      sync.Mutex
 	changed chan struct{}
+
+	group groupCommit
 }
 
 var _ store.Store = (*Store)(nil)
@@ -119,7 +123,7 @@ func (s *Store) Create(_ context.Context, n store.NewConnection, by store.Actor)
 		CreatedAt: now,
 		UpdatedAt: now,
 	}
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *bolt.Tx) error {
 		if err := linkToApp(tx, c); err != nil {
 			return err
 		}
@@ -159,7 +163,7 @@ func (s *Store) Get(_ context.Context, id string) (c store.Connection, err error
 // and writing happen in one bbolt write transaction, and bbolt allows one
 // writer at a time, so concurrent changes are applied one after the other.
 func (s *Store) Apply(_ context.Context, id string, action store.Action, by store.Actor) (c store.Connection, changed bool, err error) {
-	err = s.db.Update(func(tx *bolt.Tx) error {
+	err = s.update(func(tx *bolt.Tx) error {
 		c, changed, err = s.apply(tx, id, action, by)
 		return err
 	})
@@ -251,4 +255,102 @@ func orgKey(orgID, id string) []byte {
 	k = append(k, orgID...)
 	k = append(k, 0)
 	return append(k, id...)
+}
+
+// groupCommit gathers the writes that arrive while a commit is under way
+// into the next one. The first writer to find no commit running leads: it
+// commits everything pending (its own write included) in one transaction,
+// then hands the lead to a writer that arrived meanwhile, if any. A lone
+// writer commits at once, as with db.Update; eight concurrent writers share
+// about one fsync per batch instead of one each.
+type groupCommit struct {
+	mu      sync.Mutex
+	pending []*pendingWrite
+	leading bool
+}
+
+type pendingWrite struct {
+	fn   func(*bolt.Tx) error
+	done chan error    // the write's result, once its transaction has committed (or not)
+	lead chan struct{} // closed when this writer is to commit the next batch
+}
+
+// maxBatch bounds how many writes share one transaction.
+const maxBatch = 256
+
+// update runs fn in a write transaction, possibly shared with other
+// writers', and returns once that transaction is durable. fn must be safe to
+// run more than once and must set every result it hands out on each run: when
+// another write in its batch fails, the batch is rolled back and run again
+// without it.
+func (s *Store) update(fn func(*bolt.Tx) error) error {
+	w := &pendingWrite{fn: fn, done: make(chan error, 1), lead: make(chan struct{})}
+	g := &s.group
+	g.mu.Lock()
+	g.pending = append(g.pending, w)
+	lead := !g.leading
+	g.leading = true
+	g.mu.Unlock()
+	if !lead {
+		select {
+		case err := <-w.done:
+			return err
+		case <-w.lead:
+		}
+	}
+	g.mu.Lock()
+	n := min(len(g.pending), maxBatch)
+	batch := g.pending[:n:n]
+	g.pending = g.pending[n:]
+	g.mu.Unlock()
+
+	s.commitBatch(batch)
+
+	g.mu.Lock()
+	if len(g.pending) > 0 {
+		close(g.pending[0].lead)
+	} else {
+		g.leading = false
+	}
+	g.mu.Unlock()
+	return <-w.done
+}
+
+// commitBatch runs the writes of batch in one transaction. A write that
+// fails rolls the transaction back; it is then run alone (so its error, and
+// nothing else, is its answer, exactly as with a transaction of its own) and
+// the others are committed without it, as bbolt's DB.Batch does.
+func (s *Store) commitBatch(batch []*pendingWrite) {
+	for len(batch) > 0 {
+		failed := -1
+		err := s.db.Update(func(tx *bolt.Tx) error {
+			for i, w := range batch {
+				if err := w.call(tx); err != nil {
+					failed = i
+					return err
+				}
+			}
+			return nil
+		})
+		if failed < 0 {
+			for _, w := range batch {
+				w.done <- err
+			}
+			return
+		}
+		w := batch[failed]
+		w.done <- s.db.Update(w.call)
+		batch = append(batch[:failed:failed], batch[failed+1:]...)
+	}
+}
+
+// call runs the write's function, turning a panic into its error so that
+// one bad write cannot take its batch (and every writer waiting) down.
+func (w *pendingWrite) call(tx *bolt.Tx) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("write panicked: %v", p)
+		}
+	}()
+	return w.fn(tx)
 }
