@@ -2,8 +2,10 @@ package gate
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"testing"
 	"time"
 
@@ -13,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/conngate/conngate/caddymodule/control/controltest"
+	"github.com/conngate/conngate/store"
 )
 
 // discard is a ResponseWriter that keeps nothing.
@@ -107,5 +110,104 @@ func BenchmarkVerifyCold(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkCacheMemory is what cached tokens and statuses cost in memory:
+// the live heap after GC with n verified tokens and n statuses cached, minus
+// the same caches empty (ristretto allocates its counters up front), per
+// token and status; and the whole heap with the default sizes holding
+// 1,000,000 statuses and 100,000 tokens.
+//
+//	go test -run '^$' -bench CacheMemory -benchtime 1x ./caddymodule/gate/
+func BenchmarkCacheMemory(b *testing.B) {
+	for _, n := range []int{10_000, 100_000, 1_000_000} {
+		b.Run(fmt.Sprintf("entries=%d", n), func(b *testing.B) {
+			for b.Loop() {
+				tokenBytes := max(DefaultTokenCacheBytes, int64(n)*tokenEntryCost*5/4)
+				statuses := max(DefaultCacheSize, n)
+				base, tokens, src := heapWithCaches(b, tokenBytes, statuses)
+				fillCaches(b, tokens, src, n, n)
+				b.ReportMetric(float64(liveHeap()-base)/float64(n), "B/token+status")
+				tokens.close()
+				src.Destruct()
+			}
+		})
+	}
+	b.Run("defaults,1M-statuses,100k-tokens", func(b *testing.B) {
+		for b.Loop() {
+			before := liveHeap()
+			_, tokens, src := heapWithCaches(b, DefaultTokenCacheBytes, DefaultCacheSize)
+			fillCaches(b, tokens, src, 100_000, 1_000_000)
+			b.ReportMetric(float64(liveHeap()-before)/(1<<20), "MiB")
+			tokens.close()
+			src.Destruct()
+		}
+	})
+}
+
+func liveHeap() int64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return int64(m.HeapAlloc)
+}
+
+// heapWithCaches makes empty caches of the given sizes and returns the live
+// heap with them.
+func heapWithCaches(b *testing.B, tokenBytes int64, statuses int) (int64, *tokenVerifier, *statusSource) {
+	tokens, err := newTokenVerifier(&keySources{}, verifierConfig{cacheBytes: tokenBytes})
+	if err != nil {
+		b.Fatal(err)
+	}
+	// A control endpoint that is never reached: only the cache is measured.
+	cfg := sourceConfig{controlURL: "http://127.0.0.1:1", controlKey: "k", gatewayID: "g", cacheSize: statuses, idleTimeout: time.Hour}
+	src, err := newStatusSource(cfg, newControlClient(cfg.controlURL, cfg.controlKey), zap.NewNop(), newMetrics())
+	if err != nil {
+		b.Fatal(err)
+	}
+	return liveHeap(), tokens, src
+}
+
+// fillCaches caches nTokens verified tokens and nStatuses statuses, as
+// requests would, with connection ids of the control endpoint's shape, and
+// checks that they are all there.
+func fillCaches(b *testing.B, tokens *tokenVerifier, src *statusSource, nTokens, nStatuses int) {
+	id := func(i int) string { return fmt.Sprintf("conn_%026d", i) }
+	exp := time.Now().Add(time.Hour).UnixNano()
+	for i := range nTokens {
+		key, sum := tokenKey(fmt.Sprintf("token-%d", i))
+		for !tokens.cache.Set(key, &verified{sum: sum, connectionID: id(i), expires: exp}, tokenEntryCost) {
+			tokens.cache.Wait() // the insert buffer is full: let it drain
+		}
+		if i%1000 == 999 {
+			tokens.cache.Wait()
+		}
+	}
+	tokens.cache.Wait()
+	for i := range nStatuses {
+		e := statusEntry{id: id(i), status: store.StatusActive, revision: uint64(i + 1), storedAt: exp}
+		for !src.cache.Set(e.id, e, 1) {
+			src.cache.Wait()
+		}
+		if i%1000 == 999 {
+			src.cache.Wait()
+		}
+	}
+	src.cache.Wait()
+	missing := 0
+	for i := range nTokens {
+		key, _ := tokenKey(fmt.Sprintf("token-%d", i))
+		if _, ok := tokens.cache.Get(key); !ok {
+			missing++
+		}
+	}
+	for i := range nStatuses {
+		if _, ok := src.cache.Get(id(i)); !ok {
+			missing++
+		}
+	}
+	if missing > (nTokens+nStatuses)/100 {
+		b.Fatalf("%d of %d entries not cached: the caches are too small for the test", missing, nTokens+nStatuses)
 	}
 }

@@ -77,7 +77,7 @@ func TestTokenCacheNeverOutlivesExp(t *testing.T) {
 				t.Fatalf("at iat: %v", err)
 			}
 			v.cache.Wait()
-			if _, ok := v.cache.Get(tok); !ok {
+			if key, _ := tokenKey(tok); !cached(v, key) {
 				t.Fatal("verified token not cached")
 			}
 			clock.Set(tt.at)
@@ -92,11 +92,14 @@ func TestTokenCacheNeverOutlivesExp(t *testing.T) {
 	}
 }
 
-// An entry found under a token's hash is used only if it holds that token.
+// An entry found under a token's key is used only if it holds that token's
+// whole SHA-256.
 func TestTokenCacheComparesTheWholeToken(t *testing.T) {
 	g, ed, cid, claims := claimsGate(t, nil)
 	tok := ed.sign(t, claims, nil)
-	g.tokens.cache.Set(tok, &verified{token: tok + "x", connectionID: "conn_someone_else", expires: time.Now().Add(time.Hour).UnixNano()}, 1)
+	key, _ := tokenKey(tok)
+	_, other := tokenKey(tok + "x")
+	g.tokens.cache.Set(key, &verified{sum: other, connectionID: "conn_someone_else", expires: time.Now().Add(time.Hour).UnixNano()}, 1)
 	g.tokens.cache.Wait()
 	v, err := g.tokens.verify(context.Background(), tok)
 	if err != nil || v.connectionID != cid {
@@ -134,4 +137,9 @@ func TestForwardedClaimsAndPlaceholders(t *testing.T) {
 	if _, ok := res.repl.Get("http.auth.claims.nope"); ok {
 		t.Error("placeholder for a missing claim is set")
 	}
+}
+
+func cached(v *tokenVerifier, key uint64) bool {
+	_, ok := v.cache.Get(key)
+	return ok
 }

@@ -103,7 +103,8 @@ type Gate struct {
 	// Remove the Authorization header before the request goes upstream.
 	StripAuthorization bool `json:"strip_authorization,omitempty"`
 
-	// Memory for verified tokens, in bytes. Default: 64 MiB.
+	// Memory for verified tokens, in bytes (about 320 per token, whatever
+	// its size). Default: 64 MiB, about 200,000 tokens.
 	TokenCacheBytes int64 `json:"token_cache_bytes,omitempty"`
 
 	// Realm named in WWW-Authenticate challenges. Default: "conngate".
@@ -126,12 +127,15 @@ type Gate struct {
 	// gateway its own. Default: the host name.
 	GatewayID string `json:"gateway_id,omitempty"`
 
-	// Maximum number of connection statuses kept in memory. Default: 100000.
+	// Maximum number of connection statuses kept in memory (about 250
+	// bytes each). Default: 1000000.
 	CacheSize int `json:"cache_size,omitempty"`
 
 	// How long a status may be served from memory while the change stream
-	// is connected (it pushes every change, so this only bounds memory use
-	// for idle connections). Default: 5m.
+	// is connected. The stream pushes every change, so by default there is
+	// no limit: statuses leave the cache by size (the least used first) or
+	// by the disconnected rules. A ttl makes every status be looked up
+	// again that long after its lookup, on the request path. Default: none.
 	TTL caddy.Duration `json:"ttl,omitempty"`
 
 	// How long a status may be served from memory while the change stream
@@ -176,8 +180,8 @@ const (
 	DefaultRealm           = "conngate"
 	DefaultControlTimeout  = 2 * time.Second
 	MaxControlTimeout      = 10 * time.Second
-	DefaultCacheSize       = 100_000
-	DefaultTTL             = 5 * time.Minute
+	DefaultCacheSize       = 1_000_000
+	DefaultTTL             = 0 // none: the change stream keeps statuses current
 	DefaultDisconnectedTTL = time.Second
 	DefaultStaleIfError    = 30 * time.Second
 	DefaultStreamIdle      = 45 * time.Second
@@ -452,7 +456,7 @@ func (g *Gate) forward(r *http.Request, tok *verified) {
 	r.Header["X-Connection-Id"] = []string{tok.connectionID}
 	for _, fc := range g.ForwardClaims {
 		r.Header.Del(fc.Header)
-		if v, ok := claimText(lookupClaim(tok.claims, fc.Claim)); ok && validHeaderValue(v) {
+		if v, ok := claimText(lookupClaim(tok.claimSet(), fc.Claim)); ok && validHeaderValue(v) {
 			r.Header.Set(fc.Header, v)
 		}
 	}
@@ -466,7 +470,7 @@ func (g *Gate) forward(r *http.Request, tok *verified) {
 			if !ok {
 				return nil, false
 			}
-			return claimText(lookupClaim(tok.claims, name))
+			return claimText(lookupClaim(tok.claimSet(), name))
 		})
 	}
 }

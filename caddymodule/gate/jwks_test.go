@@ -65,7 +65,7 @@ func TestJWKSRotation(t *testing.T) {
 		t.Fatalf("token of a removed key: %d %+v", res.status, res.body)
 	}
 	g.tokens.cache.Wait()
-	if _, ok := g.tokens.cache.Get(oldToken); ok {
+	if key, _ := tokenKey(oldToken); cached(g.tokens, key) {
 		t.Error("the removed key's token is still cached")
 	}
 

@@ -168,13 +168,13 @@ func (s *statusSource) judge(e statusEntry, p *freshnessPolicy) freshness {
 }
 
 // judge is the freshness rule. While the stream is connected every change
-// reaches the cache, so an entry is fresh until its ttl (ristretto drops it
-// then). While the stream is down an entry was last known to be right at the
-// later of its storing and the disconnection (downSince); it is fresh for
-// disconnectedTTL after that and servable on lookup errors for staleIfError
-// more, both bounds included. storedAt and downSince are unix nanoseconds;
-// the clock is read only while the stream is down, so that the hot path
-// does not pay for it.
+// reaches the cache, so an entry is fresh for as long as it is cached (until
+// evicted by size, or its ttl if one is configured). While the stream is
+// down an entry was last known to be right at the later of its storing and
+// the disconnection (downSince); it is fresh for disconnectedTTL after that
+// and servable on lookup errors for staleIfError more, both bounds
+// included. storedAt and downSince are unix nanoseconds; the clock is read
+// only while the stream is down, so that the hot path does not pay for it.
 func (p *freshnessPolicy) judge(storedAt int64, connected bool, downSince int64, now func() time.Time) freshness {
 	if connected {
 		return fresh
@@ -190,8 +190,12 @@ func (p *freshnessPolicy) judge(storedAt int64, connected bool, downSince int64,
 }
 
 // lookup asks the control endpoint for id's status, once however many
-// requests are waiting, and caches the answer for ttl (or, while the stream
-// is down, for disconnectedTTL+staleIfError).
+// requests are waiting, and caches the answer: by default with no time
+// limit, so that a gateway warmed in one burst does not look everything up
+// again in one burst a ttl later. While the stream is connected the stream
+// keeps the entry current; while it is down judge stops serving it after
+// disconnectedTTL+staleIfError (then it is looked up again), and a stream
+// that resumes replays what it missed, or resets the cache.
 func (s *statusSource) lookup(ctx context.Context, id string, p *freshnessPolicy) (store.Status, error) {
 	results := s.flights.DoChan(id, func() (any, error) {
 		started := s.now()
@@ -204,11 +208,7 @@ func (s *statusSource) lookup(ctx context.Context, id string, p *freshnessPolicy
 		if err != nil {
 			return nil, err
 		}
-		ttl := p.ttl
-		if !s.connected.Load() {
-			ttl = p.disconnectedTTL + p.staleIfError
-		}
-		return s.store(id, e, ttl, started), nil
+		return s.store(id, e, p.ttl, started), nil
 	})
 	select {
 	case res := <-results:
@@ -233,8 +233,8 @@ func (s *statusSource) store(id string, e statusEntry, ttl time.Duration, starte
 	if s.closed || s.recent.startedBefore(started) {
 		return e.status
 	}
-	if e.status == statusUnknown {
-		ttl = min(ttl, unknownTTL)
+	if e.status == statusUnknown && (ttl == 0 || ttl > unknownTTL) {
+		ttl = unknownTTL
 	}
 	e.storedAt = s.now().UnixNano()
 	s.cache.SetWithTTL(id, e, 1, ttl)

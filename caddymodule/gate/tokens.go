@@ -2,9 +2,11 @@ package gate
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
-	"hash/maphash"
 	"slices"
 	"strconv"
 	"strings"
@@ -28,13 +30,37 @@ type verifierConfig struct {
 	now        func() time.Time // the clock every expiry check reads; nil for time.Now
 }
 
-// verified is what a token yields once checked, cached until it expires.
+// verified is what a token yields once checked. The cache keeps only what
+// every request needs (about 250 bytes with ristretto's own bookkeeping,
+// whatever the token's size): the token's SHA-256, compared in full on every
+// hit (ristretto keeps 64-bit hashes, not keys), the connection id, the
+// expiry and the key set generation. Each request gets its own copy, which
+// also holds its raw token; the claims, needed only by forward_claim and the
+// {http.auth.claims.*} placeholders, are decoded from it when first asked
+// for. Keeping them (and the token) in the cache cost about 2 KB per token.
 type verified struct {
-	token        string // compared in full on every hit: ristretto keeps hashes, not keys
+	sum          [sha256.Size]byte
 	connectionID string
-	claims       jwt.MapClaims
 	expires      int64  // unix nanoseconds; never after exp (or iat+max_token_age), leeway included
 	generation   uint64 // of the key sets when verified
+
+	token  string        // per-request copy only: the raw token
+	claims jwt.MapClaims // per-request copy only: decoded on first use
+}
+
+// claimSet returns the token's claims, decoding the payload of the request's
+// token (already verified: its SHA-256 is the cached one) on first use.
+func (v *verified) claimSet() jwt.MapClaims {
+	if v.claims != nil {
+		return v.claims
+	}
+	v.claims = jwt.MapClaims{}
+	_, rest, _ := strings.Cut(v.token, ".")
+	payload, _, _ := strings.Cut(rest, ".")
+	if b, err := base64.RawURLEncoding.DecodeString(payload); err == nil {
+		json.Unmarshal(b, &v.claims)
+	}
+	return v.claims
 }
 
 // tokenVerifier checks bearer tokens: once per token, then from memory until
@@ -43,7 +69,7 @@ type tokenVerifier struct {
 	keys   *keySources
 	parser *jwt.Parser
 	cfg    verifierConfig
-	cache  *ristretto.Cache[string, *verified]
+	cache  *ristretto.Cache[uint64, *verified] // keyed by the first 8 bytes of the token's SHA-256
 
 	// closing guards the cache against writes after close: a request still
 	// running when its config is cleaned up must not write to a closed
@@ -57,8 +83,10 @@ type claimError struct{ description string }
 
 func (e *claimError) Error() string { return e.description }
 
-// tokenEntryOverhead approximates what an entry costs beside its token.
-const tokenEntryOverhead = 512
+// tokenEntryCost is what one cached token costs in memory, as measured by
+// BenchmarkCacheMemory (heap after GC, ristretto's bookkeeping included,
+// rounded up): token_cache_size divided by it is how many tokens fit.
+const tokenEntryCost = 320
 
 func newTokenVerifier(keys *keySources, cfg verifierConfig) (*tokenVerifier, error) {
 	if cfg.now == nil {
@@ -74,17 +102,14 @@ func newTokenVerifier(keys *keySources, cfg verifierConfig) (*tokenVerifier, err
 	if len(cfg.audiences) > 0 {
 		opts = append(opts, jwt.WithAudience(cfg.audiences...))
 	}
-	seed := maphash.MakeSeed()
-	cache, err := ristretto.NewCache(&ristretto.Config[string, *verified]{
-		NumCounters:        max(cfg.cacheBytes/800*10, 1000), // about 10x the tokens that fit
+	cache, err := ristretto.NewCache(&ristretto.Config[uint64, *verified]{
+		NumCounters:        max(cfg.cacheBytes/tokenEntryCost*10, 1000), // about 10x the tokens that fit
 		MaxCost:            cfg.cacheBytes,
 		BufferItems:        64,
 		IgnoreInternalCost: true,
-		// One fast hash of the token, no conflict hash: every hit compares
-		// the whole token anyway, so a collision costs a verification, not
-		// a wrong answer, and hashing an 800-byte token twice per request
-		// would cost more than the rest of the lookup.
-		KeyToHash: func(token string) (uint64, uint64) { return maphash.String(seed, token), 0 },
+		// The key is already a hash (part of the token's SHA-256), and every
+		// hit compares the whole SHA-256: no conflict hash needed.
+		KeyToHash: func(k uint64) (uint64, uint64) { return k, 0 },
 	})
 	if err != nil {
 		return nil, fmt.Errorf("creating token cache: %w", err)
@@ -99,13 +124,17 @@ func (v *tokenVerifier) close() {
 	v.cache.Close()
 }
 
-// verify checks raw and returns what it yields.
+// verify checks raw and returns what it yields: a copy of its own for the
+// request.
 func (v *tokenVerifier) verify(ctx context.Context, raw string) (*verified, error) {
 	now := v.cfg.now().UnixNano()
-	cached, hit := v.cache.Get(raw)
-	hit = hit && cached.token == raw
+	key, sum := tokenKey(raw)
+	cached, hit := v.cache.Get(key)
+	hit = hit && cached.sum == sum
 	if hit && now < cached.expires && cached.generation == v.keys.generation.Load() {
-		return cached, nil
+		tok := *cached
+		tok.token = raw
+		return &tok, nil
 	}
 	gen := v.keys.generation.Load()
 	e, err := v.check(ctx, raw)
@@ -113,22 +142,31 @@ func (v *tokenVerifier) verify(ctx context.Context, raw string) (*verified, erro
 		if hit {
 			v.closing.RLock()
 			if !v.closed {
-				v.cache.Del(raw) // expired, or its key is gone: no longer good
+				v.cache.Del(key) // expired, or its key is gone: no longer good
 			}
 			v.closing.RUnlock()
 		}
 		return nil, err
 	}
-	e.generation = gen
+	e.generation, e.sum = gen, sum
 	// No ristretto TTL: expiry is checked on every hit above (one clock read
 	// instead of ristretto's own), and an expired entry is dropped then;
 	// cost pressure evicts the ones never seen again.
+	entry := *e
+	entry.token, entry.claims = "", nil
 	v.closing.RLock()
 	if !v.closed {
-		v.cache.Set(raw, e, int64(len(raw))+tokenEntryOverhead)
+		v.cache.Set(key, &entry, tokenEntryCost)
 	}
 	v.closing.RUnlock()
 	return e, nil
+}
+
+// tokenKey returns the token's SHA-256 and the part of it the cache is
+// keyed by.
+func tokenKey(raw string) (uint64, [sha256.Size]byte) {
+	sum := sha256.Sum256([]byte(raw))
+	return binary.LittleEndian.Uint64(sum[:8]), sum
 }
 
 // check verifies raw from scratch: signature, then claims.
