@@ -116,6 +116,9 @@ func ValidateRedirectURI(raw string) error {
 	if u.User != nil {
 		return bad("must not carry user information")
 	}
+	if host := u.Hostname(); net.ParseIP(host) == nil && !dnsName(host) {
+		return bad("must name its host by a DNS name or an IP address")
+	}
 	switch u.Scheme {
 	case "https":
 		return nil
@@ -127,6 +130,26 @@ func ValidateRedirectURI(raw string) error {
 		return bad("must use https (http only for loopback hosts such as 127.0.0.1)")
 	}
 	return bad("must use https")
+}
+
+// dnsName reports whether host is made of DNS labels: letters, digits and
+// hyphens, separated by dots.
+func dnsName(host string) bool {
+	if host == "" || len(host) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(host, ".") {
+		if label == "" || len(label) > 63 {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			ch := label[i]
+			if !('a' <= ch && ch <= 'z' || 'A' <= ch && ch <= 'Z' || '0' <= ch && ch <= '9' || ch == '-') {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 func truncate(s string, n int) string {

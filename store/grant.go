@@ -55,6 +55,11 @@ var (
 type GrantStore interface {
 	// SaveCode stores a new code.
 	SaveCode(ctx context.Context, c AuthCode) error
+	// GetCode returns the code without taking it, with ErrCodeUsed when it
+	// was taken, or ErrGrantNotFound. The token endpoint checks a code with
+	// it before taking it, so that a failed attempt (a wrong verifier, the
+	// wrong client) does not use the code up.
+	GetCode(ctx context.Context, hash []byte) (AuthCode, error)
 	// TakeCode marks the code used and returns it. A second take returns
 	// the code with ErrCodeUsed; an unknown one ErrGrantNotFound. Expiry is
 	// the caller's to check.

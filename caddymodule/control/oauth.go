@@ -169,10 +169,11 @@ func hashToken(token string) []byte {
 	return sum[:]
 }
 
-// encodeJSON is used for the metadata document, which is public and may be
-// cached briefly.
+// encodeJSON is used for the metadata document. Its URLs follow the Host
+// the client reached, so a shared cache must keep one copy per host.
 func encodeJSON(w http.ResponseWriter, body any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "public, max-age=300")
+	w.Header().Set("Vary", "Host")
 	_ = json.NewEncoder(w).Encode(body) // the client has gone if this fails
 }

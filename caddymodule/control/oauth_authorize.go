@@ -19,12 +19,16 @@ var oauthPages = template.Must(template.ParseFS(webFiles, "web/oauth.html"))
 // authRequest is a validated authorisation request (RFC 6749 section
 // 4.1.1 with RFC 7636's S256 challenge, required of every client).
 type authRequest struct {
-	app         store.App
-	ClientID    string
-	RedirectURI string
-	State       string
-	Challenge   string
-	Scope       string
+	app      store.App
+	ClientID string
+	// RedirectURI is where the person is sent back: the one sent, or the
+	// app's only registered one when none was sent. SentRedirectURI is as
+	// sent (maybe empty): the token request must repeat exactly that.
+	RedirectURI     string
+	SentRedirectURI string
+	State           string
+	Challenge       string
+	Scope           string
 }
 
 // authError is a refused authorisation request. With redirect set the
@@ -48,7 +52,7 @@ func (c *Control) readAuthRequest(r *http.Request, q url.Values) (authRequest, e
 			return authRequest{}, &authError{status: http.StatusBadRequest, code: controlapi.OAuthInvalidRequest, message: "Parameter " + name + " is given more than once."}
 		}
 	}
-	req := authRequest{ClientID: q.Get("client_id"), RedirectURI: q.Get("redirect_uri"), State: q.Get("state"),
+	req := authRequest{ClientID: q.Get("client_id"), RedirectURI: q.Get("redirect_uri"), SentRedirectURI: q.Get("redirect_uri"), State: q.Get("state"),
 		Challenge: q.Get("code_challenge"), Scope: q.Get("scope")}
 	unknown := &authError{status: http.StatusBadRequest, code: controlapi.OAuthInvalidRequest,
 		message: "This link is not valid: the application (client_id) is not registered. Go back to the application and try again."}
@@ -145,7 +149,7 @@ func (c *Control) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 		err = c.decideAuthorize(w, r)
 	default:
 		w.Header().Set("Allow", "GET, POST")
-		c.render(w, r, http.StatusMethodNotAllowed, "denied", page{Title: "Not allowed", Message: r.Method + " is not allowed here."}, "")
+		c.render(w, r, http.StatusMethodNotAllowed, "denied", page{Title: "Not allowed", Message: r.Method + " is not allowed here."})
 		return
 	}
 	var ae *authError
@@ -155,10 +159,10 @@ func (c *Control) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 		req, _ := c.readAuthRequest(r, authParams(r))
 		http.Redirect(w, r, backToApp(req, url.Values{"error": {string(ae.code)}, "error_description": {ae.message}}), http.StatusSeeOther)
 	case errors.As(err, &ae):
-		c.render(w, r, ae.status, "denied", page{Title: "Cannot authorise", Message: ae.message}, "")
+		c.render(w, r, ae.status, "denied", page{Title: "Cannot authorise", Message: ae.message})
 	default:
 		c.logger.Error("authorisation failed", zap.Error(err))
-		c.render(w, r, http.StatusInternalServerError, "denied", page{Title: "Something went wrong", Message: "The server failed; nothing was changed. Try again from the application."}, "")
+		c.render(w, r, http.StatusInternalServerError, "denied", page{Title: "Something went wrong", Message: "The server failed; nothing was changed. Try again from the application."})
 	}
 }
 
@@ -183,7 +187,7 @@ func (c *Control) showAuthorize(w http.ResponseWriter, r *http.Request, q url.Va
 	pg := page{AppName: req.app.Name, Request: req, Message: message}
 	if claimed == "" {
 		pg.Title, pg.CSRF = "Sign in", c.cookies.csrfToken("signin", "", nonce)
-		c.render(w, r, http.StatusOK, "signin", pg, req.RedirectURI)
+		c.render(w, r, http.StatusOK, "signin", pg)
 		return nil
 	}
 	orgs := []string(nil)
@@ -195,11 +199,11 @@ func (c *Control) showAuthorize(w http.ResponseWriter, r *http.Request, q url.Va
 		pg.Message = claimed + " has no Developer Portal access (role developer, owner, manager or administrator) in any organisation, so " +
 			req.app.Name + " cannot be authorised. Ask an administrator of your organisation for it."
 		pg.ReturnURL = backToApp(req, url.Values{"error": {string(controlapi.OAuthAccessDenied)}, "error_description": {"The user has no Developer Portal access."}})
-		c.render(w, r, http.StatusForbidden, "denied", pg, req.RedirectURI)
+		c.render(w, r, http.StatusForbidden, "denied", pg)
 		return nil
 	}
 	pg.Title, pg.Person, pg.Orgs, pg.CSRF = "Authorise "+req.app.Name, p.id, orgs, c.cookies.csrfToken("consent", p.id, nonce)
-	c.render(w, r, http.StatusOK, "consent", pg, req.RedirectURI)
+	c.render(w, r, http.StatusOK, "consent", pg)
 	return nil
 }
 
@@ -255,7 +259,7 @@ func (c *Control) decideAuthorize(w http.ResponseWriter, r *http.Request) error 
 	}
 	code := newOpaqueToken()
 	err = c.store.SaveCode(r.Context(), store.AuthCode{Hash: hashToken(code), AppID: req.app.ID, ConnectionID: conn.ID,
-		RedirectURI: req.RedirectURI, Challenge: req.Challenge, Scope: req.Scope, ExpiresAt: c.now().Add(codeLifetime).UTC()})
+		RedirectURI: req.SentRedirectURI, Challenge: req.Challenge, Scope: req.Scope, ExpiresAt: c.now().Add(codeLifetime).UTC()})
 	if err != nil {
 		return err
 	}
@@ -289,17 +293,13 @@ func withoutFields(form url.Values, names ...string) url.Values {
 }
 
 // render writes a page with headers that keep it out of caches and frames.
-// Forms may post only here and, after a decision, the browser follows the
-// redirect to the app: form-action allows the app's redirect origin too.
-func (c *Control) render(w http.ResponseWriter, r *http.Request, status int, name string, pg page, redirectURI string) {
-	formAction := "'self'"
-	if u, err := url.Parse(redirectURI); err == nil && u.Scheme != "" && u.Host != "" {
-		formAction += " " + u.Scheme + "://" + u.Host
-	}
+// No form-action: Chromium applies it to every redirect after a form post,
+// and a source list cannot name every redirect URI an app may use (an IPv6
+// loopback, a callback that redirects on); the forms post only here.
+func (c *Control) render(w http.ResponseWriter, r *http.Request, status int, name string, pg page) {
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; img-src 'self'; form-action "+formAction+
-		"; frame-ancestors 'none'; base-uri 'none'")
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; img-src 'self'; frame-ancestors 'none'; base-uri 'none'")
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Referrer-Policy", "no-referrer")

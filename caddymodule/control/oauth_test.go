@@ -281,13 +281,17 @@ func TestOAuthAttacks(t *testing.T) {
 	}
 
 	t.Run("code exchange attacks", func(t *testing.T) {
+		// Failed attempts do not use the code up: the app's own exchange
+		// still works after them.
 		code, verifier := f.authorize(t, f.public, "developer")
 		if _, err := f.conf.Exchange(ctx, code, oauth2.VerifierOption(verifier)); oauthCode(err) != "invalid_grant" {
 			t.Errorf("another client's code: %v", err)
 		}
-		code, _ = f.authorize(t, f.public, "developer")
 		if _, err := f.public.Exchange(ctx, code, oauth2.VerifierOption(oauth2.GenerateVerifier())); oauthCode(err) != "invalid_grant" {
 			t.Errorf("wrong verifier: %v", err)
+		}
+		if _, err := f.public.Exchange(ctx, code, oauth2.VerifierOption(verifier)); err != nil {
+			t.Errorf("the app's exchange after failed attempts by others: %v", err)
 		}
 		code, _ = f.authorize(t, f.public, "developer")
 		if _, err := f.public.Exchange(ctx, code); oauthCode(err) != "invalid_request" {
@@ -304,6 +308,14 @@ func TestOAuthAttacks(t *testing.T) {
 		code, verifier = f.authorize(t, f.conf, "developer")
 		if _, err := wrongSecret.Exchange(ctx, code, oauth2.VerifierOption(verifier)); oauthCode(err) != "invalid_client" {
 			t.Errorf("wrong client secret: %v", err)
+		}
+	})
+	t.Run("no redirect_uri in the request (one is registered): none in the exchange either", func(t *testing.T) {
+		cfg := f.public
+		cfg.RedirectURL = ""
+		code, verifier := f.authorize(t, cfg, "developer")
+		if _, err := cfg.Exchange(ctx, code, oauth2.VerifierOption(verifier)); err != nil {
+			t.Errorf("exchange: %v", err)
 		}
 	})
 	t.Run("a code used twice ends the grant the first use started", func(t *testing.T) {

@@ -57,18 +57,18 @@ func (c *Control) exchangeCode(r *http.Request, app store.App, form url.Values) 
 	if !validPKCEValue(verifier) {
 		return controlapi.TokenResponse{}, oauthFail(controlapi.OAuthInvalidRequest, "code_verifier is required: 43 to 128 characters of A-Z, a-z, 0-9, '-', '.', '_' and '~' (RFC 7636).")
 	}
-	ac, err := c.store.TakeCode(r.Context(), hashToken(code))
-	switch {
-	case errors.Is(err, store.ErrGrantNotFound):
+	hash := hashToken(code)
+	// Checked before it is taken: an attempt that fails (the wrong client,
+	// a wrong verifier) must not use the code up, or anyone who saw the
+	// code could spoil the app's own exchange.
+	ac, err := c.store.GetCode(r.Context(), hash)
+	if errors.Is(err, store.ErrCodeUsed) {
+		return controlapi.TokenResponse{}, c.codeReused(r, app, ac)
+	}
+	if errors.Is(err, store.ErrGrantNotFound) {
 		return controlapi.TokenResponse{}, oauthFail(controlapi.OAuthInvalidGrant, "The code is unknown or expired.")
-	case errors.Is(err, store.ErrCodeUsed):
-		if ac.AppID == app.ID {
-			if err := c.endGrant(r, ac.ConnectionID, appActor(r, app, "authorisation code used twice")); err != nil {
-				return controlapi.TokenResponse{}, err
-			}
-		}
-		return controlapi.TokenResponse{}, oauthFail(controlapi.OAuthInvalidGrant, "The code was used before; the connection it created is deleted.")
-	case err != nil:
+	}
+	if err != nil {
 		return controlapi.TokenResponse{}, err
 	}
 	switch {
@@ -77,6 +77,8 @@ func (c *Control) exchangeCode(r *http.Request, app store.App, form url.Values) 
 	case !c.now().Before(ac.ExpiresAt):
 		return controlapi.TokenResponse{}, oauthFail(controlapi.OAuthInvalidGrant, "The code has expired.")
 	case form.Get("redirect_uri") != ac.RedirectURI:
+		// RFC 6749 section 4.1.3: the same redirect_uri as the
+		// authorisation request, or none when that request had none.
 		return controlapi.TokenResponse{}, oauthFail(controlapi.OAuthInvalidGrant, "redirect_uri differs from the authorisation request's.")
 	case !pkceMatches(verifier, ac.Challenge):
 		return controlapi.TokenResponse{}, oauthFail(controlapi.OAuthInvalidGrant, "code_verifier does not match the code_challenge.")
@@ -85,14 +87,34 @@ func (c *Control) exchangeCode(r *http.Request, app store.App, form url.Values) 
 	if err != nil {
 		return controlapi.TokenResponse{}, err
 	}
+	if _, err := c.store.TakeCode(r.Context(), hash); errors.Is(err, store.ErrCodeUsed) {
+		return controlapi.TokenResponse{}, c.codeReused(r, app, ac) // a concurrent exchange won
+	} else if err != nil {
+		return controlapi.TokenResponse{}, err
+	}
 	refresh := newOpaqueToken()
 	err = c.store.SaveRefreshToken(r.Context(), store.RefreshToken{Hash: hashToken(refresh), AppID: app.ID,
 		ConnectionID: conn.ID, Scope: ac.Scope, IssuedAt: c.now().UTC()})
+	if errors.Is(err, store.ErrAppNotFound) {
+		return controlapi.TokenResponse{}, oauthFail(controlapi.OAuthInvalidGrant, "The app was deleted.")
+	}
 	if err != nil {
 		return controlapi.TokenResponse{}, err
 	}
 	c.logger.Info("authorisation code exchanged", zap.String("client_id", app.ID), zap.String("connection_id", conn.ID))
 	return c.tokenAnswer(conn, refresh, ac.Scope)
+}
+
+// codeReused ends the grant of a code exchanged before: the code has
+// leaked (RFC 6749 section 4.1.2). Only the app the code was issued to can
+// end it this way.
+func (c *Control) codeReused(r *http.Request, app store.App, ac store.AuthCode) error {
+	if ac.AppID == app.ID {
+		if err := c.endGrant(r, ac.ConnectionID, appActor(r, app, "authorisation code used twice")); err != nil {
+			return err
+		}
+	}
+	return oauthFail(controlapi.OAuthInvalidGrant, "The code was used before; the connection it created is deleted.")
 }
 
 // refresh rotates a refresh token (RFC 6749 section 6). While the
@@ -124,6 +146,9 @@ func (c *Control) refresh(r *http.Request, app store.App, form url.Values) (cont
 	next := newOpaqueToken()
 	_, err = c.store.RotateRefreshToken(r.Context(), hash, store.RefreshToken{Hash: hashToken(next), AppID: app.ID,
 		ConnectionID: conn.ID, Scope: old.Scope, IssuedAt: c.now().UTC()}, c.now(), time.Duration(c.RefreshTokenOverlap))
+	if errors.Is(err, store.ErrAppNotFound) || errors.Is(err, store.ErrGrantNotFound) {
+		return controlapi.TokenResponse{}, oauthFail(controlapi.OAuthInvalidGrant, "The grant ended while this request ran.")
+	}
 	if errors.Is(err, store.ErrRefreshReused) {
 		// A rotated token came back: it was stolen, or the app is broken.
 		// Either way the grant ends (as Ory Hydra and Auth0 do).

@@ -81,6 +81,22 @@ func (s *Store) SaveCode(_ context.Context, c store.AuthCode) error {
 	return nil
 }
 
+// GetCode implements store.GrantStore.
+func (s *Store) GetCode(_ context.Context, hash []byte) (c store.AuthCode, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		rec, err := getCode(tx, hash)
+		if err != nil {
+			return err
+		}
+		c = rec.AuthCode
+		if !rec.UsedAt.IsZero() {
+			return store.ErrCodeUsed
+		}
+		return nil
+	})
+	return c, err
+}
+
 // TakeCode implements store.GrantStore.
 func (s *Store) TakeCode(_ context.Context, hash []byte) (c store.AuthCode, err error) {
 	err = s.db.Update(func(tx *bolt.Tx) error {

@@ -85,6 +85,9 @@ func testCreateApp(t *testing.T, open Opener) {
 		{"http to a public host", func(n *store.NewApp) { n.RedirectURIs = []string{"http://app.example/cb"} }, "redirect_uris"},
 		{"relative redirect URI", func(n *store.NewApp) { n.RedirectURIs = []string{"/cb"} }, "redirect_uris"},
 		{"redirect URI with a fragment", func(n *store.NewApp) { n.RedirectURIs = []string{"https://app.example/cb#x"} }, "redirect_uris"},
+		{"redirect URI host with a semicolon", func(n *store.NewApp) { n.RedirectURIs = []string{"https://a.example;sandbox/cb"} }, "redirect_uris"},
+		{"redirect URI host with a wildcard", func(n *store.NewApp) { n.RedirectURIs = []string{"https://*/cb"} }, "redirect_uris"},
+		{"redirect URI host with a comma", func(n *store.NewApp) { n.RedirectURIs = []string{"https://a,b/cb"} }, "redirect_uris"},
 		{"redirect URI with user information", func(n *store.NewApp) { n.RedirectURIs = []string{"https://u:p@app.example/cb"} }, "redirect_uris"},
 		{"custom scheme", func(n *store.NewApp) { n.RedirectURIs = []string{"com.example.app:/cb"} }, "redirect_uris"},
 		{"redirect URI too long", func(n *store.NewApp) {

@@ -63,8 +63,20 @@ func testCodes(t *testing.T, open Opener) {
 	if err := s.SaveCode(ctx, code); err != nil {
 		t.Fatalf("SaveCode: %v", err)
 	}
+	// Reading a code does not take it, however often.
+	for i := range 2 {
+		if got, err := s.GetCode(ctx, code.Hash); err != nil || !sameCode(got, code) {
+			t.Fatalf("GetCode %d before the take = %+v, %v; want %+v", i+1, got, err, code)
+		}
+	}
+	if _, err := s.GetCode(ctx, sha("never issued")); !errors.Is(err, store.ErrGrantNotFound) {
+		t.Errorf("GetCode of an unknown code: %v", err)
+	}
 	if got, err := s.TakeCode(ctx, code.Hash); err != nil || !sameCode(got, code) {
 		t.Fatalf("first TakeCode = %+v, %v; want %+v", got, err, code)
+	}
+	if got, err := s.GetCode(ctx, code.Hash); !errors.Is(err, store.ErrCodeUsed) || !sameCode(got, code) {
+		t.Errorf("GetCode after the take = %+v, %v; want the code with ErrCodeUsed", got, err)
 	}
 	for i := range 2 {
 		if got, err := s.TakeCode(ctx, code.Hash); !errors.Is(err, store.ErrCodeUsed) || !sameCode(got, code) {
