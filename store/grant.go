@@ -71,8 +71,10 @@ type GrantStore interface {
 	// RotateRefreshToken replaces the token with hash by next, in one
 	// transaction. A current token is replaced. A rotated one is replaced
 	// only if it was rotated at most overlap before now and its replacement
-	// is still current (the retry of a client that lost the answer); then
-	// that replacement is rotated too. Otherwise it returns the presented
-	// token with ErrRefreshReused and changes nothing.
+	// is still current (the retry of a client that lost the answer, or
+	// another worker of the app refreshing with the same token); then that
+	// replacement is rotated too and the presented token's replacement is
+	// next, so it may be retried again within its overlap. Otherwise it
+	// returns the presented token with ErrRefreshReused and changes nothing.
 	RotateRefreshToken(ctx context.Context, hash []byte, next RefreshToken, now time.Time, overlap time.Duration) (RefreshToken, error)
 }

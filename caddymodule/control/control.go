@@ -56,9 +56,10 @@ type Control struct {
 	// comment, so that clients and proxies can tell it is alive. Default: 15s.
 	HeartbeatInterval caddy.Duration `json:"heartbeat_interval,omitempty"`
 
-	// How long after its rotation a refresh token may still be used, once,
-	// by a client that lost the answer to its refresh; past that, using it
-	// again ends the grant (the connection is deleted). Default: 10s.
+	// How long after its rotation the refresh token rotated last may still
+	// be used (by a client that lost the answer to its refresh, or several
+	// workers refreshing at once); past that, using it again ends the grant
+	// (the connection is deleted). Default: 10s.
 	RefreshTokenOverlap caddy.Duration `json:"refresh_token_overlap,omitempty"`
 
 	storeProvider StoreProvider

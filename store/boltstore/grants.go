@@ -149,8 +149,10 @@ func (s *Store) GetRefreshToken(_ context.Context, hash []byte) (t store.Refresh
 // an *store.InvalidError). An overlap of zero or less allows no retry.
 //
 // The token rotated last is the one whose replacement is current: a chain
-// has one current token, and only its predecessor can satisfy the overlap
-// rule, so a token two rotations back is always a reuse.
+// has one current token, and only the token whose replacement it is can
+// satisfy the overlap rule, so a token two rotations back is always a
+// reuse. A retry through the overlap points the presented token at the new
+// current one, so it may be retried again until its overlap ends.
 func (s *Store) RotateRefreshToken(_ context.Context, hash []byte, next store.RefreshToken, now time.Time, overlap time.Duration) (t store.RefreshToken, err error) {
 	err = s.db.Update(func(tx *bolt.Tx) error {
 		t, err = getRefreshToken(tx, hash)
@@ -183,6 +185,15 @@ func (s *Store) RotateRefreshToken(_ context.Context, hash []byte, next store.Re
 		current.RotatedAt, current.ReplacedBy = now, bytes.Clone(next.Hash)
 		if bytes.Equal(current.Hash, t.Hash) {
 			t = current
+		} else {
+			// A retry through the overlap: the presented token now leads to
+			// the new current one, so that it may be retried again within
+			// its overlap (several workers of an app refreshing with the
+			// same token at once), while its rotation time stays.
+			t.ReplacedBy = bytes.Clone(next.Hash)
+			if err := putRefreshToken(tx, t); err != nil {
+				return err
+			}
 		}
 		return putRefreshToken(tx, current)
 	})
