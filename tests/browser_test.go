@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"golang.org/x/oauth2"
 
 	"github.com/conngate/conngate/caddymodule/control/controltest"
 )
@@ -225,6 +226,34 @@ func TestConnectionsPage(t *testing.T) {
 		b.api(t, "DELETE", "/v1/connections/"+zapier.id, "") // deleted elsewhere, while its row still shows
 		run(t, page, chromedp.Evaluate(`act({id: "`+zapier.id+`", name: "Zapier sync", org_id: "org-1", status: "active"}, "Disable")`, nil))
 		until(t, page, "an error in words", `!document.getElementById("error").hidden && document.getElementById("error").textContent.includes("deleted")`)
+	})
+
+	t.Run("each connection's app, and a filter by app", func(t *testing.T) {
+		until(t, page, "an App column", `[...document.querySelectorAll("thead th")].some(th => th.textContent === "App")`)
+		until(t, page, "a connection made through the API has none", `document.querySelector('tr[data-id="`+slack.id+`"] td.app.none') !== null`)
+		// A connection made through an app: the owner authorises an app,
+		// registered with the admin key, through the OAuth pages.
+		_, app := b.api(t, "POST", "/v1/apps", `{"client_name": "Zapier", "redirect_uris": ["https://zapier.example/cb"], "token_endpoint_auth_method": "none", "org_id": "org-1"}`)
+		appID := app["client_id"].(string)
+		cfg := oauth2.Config{ClientID: appID, RedirectURL: "https://zapier.example/cb", Endpoint: oauth2.Endpoint{AuthURL: b.control + "/oauth/authorize"}}
+		back := controltest.Authorize(t, b.control, cfg.AuthCodeURL("st", oauth2.S256ChallengeOption(oauth2.GenerateVerifier())), b.ownerKey, "approve", "org-1")
+		if back.Query().Get("code") == "" {
+			t.Fatalf("authorising the app: back to %s", back)
+		}
+		_, list := b.api(t, "GET", "/v1/connections?app_id="+appID, "")
+		conns := list["connections"].([]any)
+		if len(conns) != 1 {
+			t.Fatalf("connections through the app: %v", list)
+		}
+		viaApp := conns[0].(map[string]any)["id"].(string)
+		row := `tr[data-id="` + viaApp + `"]`
+		until(t, page, "the new connection appears, named by its app", `(document.querySelector('`+row+` td.app') || {}).textContent === "Zapier"`)
+		until(t, page, "the app is offered in the filter", `[...document.getElementById("app").options].some(o => o.value === "`+appID+`" && o.text === "Zapier")`)
+		// The filter is a plain select: focus it and pick with the keyboard.
+		run(t, page, chromedp.Focus("#app", chromedp.ByID), chromedp.Evaluate(`(() => { const s = document.getElementById("app"); s.value = "`+appID+`"; s.dispatchEvent(new Event("change")); return true })()`, nil))
+		until(t, page, "only the app's connection", `document.querySelectorAll("#rows tr").length === 1 && document.querySelector('`+row+`') !== null`)
+		run(t, page, chromedp.Evaluate(`(() => { const s = document.getElementById("app"); s.value = ""; s.dispatchEvent(new Event("change")); return true })()`, nil))
+		until(t, page, "every connection again", `document.querySelectorAll("#rows tr").length === 2`)
 	})
 
 	t.Run("readable at a phone's width", func(t *testing.T) {

@@ -1,11 +1,12 @@
 // Connections List: sign in with an API key (kept in sessionStorage and sent
 // as a Bearer header: no cookies, so no CSRF), list an organisation's
-// connections, disable / enable / delete them from a row menu, and follow
-// changes made elsewhere through the change stream.
+// connections with the app each was authorised for, filter them by app,
+// disable / enable / delete them from a row menu, and follow changes made
+// elsewhere through the change stream.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { key: sessionStorage.getItem("conngate.key") || "", me: null, org: "", cursors: [""], page: 0, next: "", stream: null };
+const state = { key: sessionStorage.getItem("conngate.key") || "", me: null, org: "", cursors: [""], page: 0, next: "", stream: null, apps: new Map() };
 
 // --- API -------------------------------------------------------------------
 
@@ -71,6 +72,7 @@ async function signIn(key) {
   $("who").hidden = false;
   $("sign-out").hidden = false;
   setUpOrgs();
+  loadApps();
   follow();
   await load();
 }
@@ -95,6 +97,8 @@ function signOut() {
   state.org = "";
   $("org-input").value = "";
   $("search").value = "";
+  resetApps();
+  state.apps = new Map();
   showError("");
   showSignIn();
 }
@@ -114,6 +118,8 @@ function setUpOrgs() {
 function query() {
   const q = new URLSearchParams({ limit: "25" });
   if (state.org) q.set("org_id", state.org);
+  const app = $("app").value;
+  if (app) q.set("app_id", app);
   const status = $("status").value;
   if (status) q.set("status", status);
   else if (!$("show-deleted").checked) q.set("status", "active,disabled");
@@ -154,13 +160,16 @@ function render(conns) {
   const rows = conns.map((c) => {
     const tr = document.createElement("tr");
     tr.dataset.id = c.id;
-    const cells = [c.name, c.id, c.user_id, when(c.created_at), when(c.updated_at)];
-    cells.forEach((text, i) => {
+    const cell = (text, className) => {
       const td = document.createElement("td");
       td.textContent = text;
-      if (i === 1) td.className = "id";
+      if (className) td.className = className;
       tr.append(td);
-    });
+    };
+    cell(c.name);
+    tr.append(appCell(c));
+    cell(c.id, "id");
+    [c.user_id, when(c.created_at), when(c.updated_at)].forEach((text) => cell(text));
     const status = document.createElement("td");
     const badge = document.createElement("span");
     badge.className = "badge " + c.status;
@@ -178,6 +187,89 @@ function render(conns) {
   $("empty").hidden = conns.length > 0;
   $("prev").disabled = state.page === 0;
   $("next").disabled = !state.next;
+}
+
+// --- apps: the App column and the filter ----------------------------------------
+
+// state.apps maps a client id to its app's name, or to null while it is
+// looked up and for an app this person may not see (another organisation's)
+// or one since deleted: each app is asked for once.
+
+function appCell(c) {
+  const td = document.createElement("td");
+  td.className = "app";
+  if (!c.app_id) {
+    td.classList.add("none");
+    const dash = document.createElement("span");
+    dash.setAttribute("aria-hidden", "true");
+    dash.textContent = "—";
+    const words = document.createElement("span");
+    words.className = "sr-only";
+    words.textContent = "none: made through the API";
+    td.append(dash, words);
+    return td;
+  }
+  td.dataset.appId = c.app_id;
+  if (!state.apps.has(c.app_id)) lookUpApp(c.app_id);
+  nameCell(td);
+  return td;
+}
+
+function nameCell(td) {
+  const name = state.apps.get(td.dataset.appId);
+  td.textContent = name || td.dataset.appId;
+  td.title = name ? td.dataset.appId : "An app you may not see, or one since deleted";
+  td.classList.toggle("unnamed", !name);
+}
+
+function lookUpApp(id) {
+  const key = state.key;
+  state.apps.set(id, null);
+  api("GET", "/v1/apps/" + encodeURIComponent(id)).then((app) => {
+    if (key === state.key) knowApp(app);
+  }, () => {}); // not visible, or gone: the row keeps the client id
+}
+
+// loadApps lists the organisation's apps once, for the filter and the names.
+async function loadApps() {
+  resetApps();
+  if (!state.org && !(state.me && state.me.admin)) return;
+  const key = state.key;
+  const org = state.org;
+  const q = new URLSearchParams({ limit: "500" });
+  if (org) q.set("org_id", org);
+  try {
+    const body = await api("GET", "/v1/apps?" + q);
+    if (key === state.key && org === state.org) body.apps.forEach(knowApp);
+  } catch (e) {
+    // Without the list, rows still name their apps one lookup at a time.
+  }
+}
+
+function resetApps() {
+  $("app").replaceChildren(new Option("All apps", ""));
+}
+
+// knowApp names the app in the rows on screen and offers it in the filter,
+// sorted by name (apps of the same name told apart by client id).
+function knowApp(app) {
+  state.apps.set(app.client_id, app.client_name);
+  document.querySelectorAll("td.app[data-app-id]").forEach((td) => {
+    if (td.dataset.appId === app.client_id) nameCell(td);
+  });
+  const select = $("app");
+  if ((state.org && app.org_id !== state.org) || [...select.options].some((o) => o.value === app.client_id)) return;
+  const option = new Option(app.client_name, app.client_id);
+  option.dataset.name = app.client_name;
+  const chosen = select.value;
+  const options = [...select.options].slice(1).concat(option);
+  options.sort((a, b) => a.dataset.name.localeCompare(b.dataset.name) || a.value.localeCompare(b.value));
+  for (const o of options) {
+    const twins = options.filter((other) => other.dataset.name === o.dataset.name).length > 1;
+    o.text = twins ? o.dataset.name + " (" + o.value + ")" : o.dataset.name;
+  }
+  select.replaceChildren(select.options[0], ...options);
+  select.value = chosen;
 }
 
 function actionsFor(c) {
@@ -312,8 +404,9 @@ function restart() {
 document.addEventListener("DOMContentLoaded", () => {
   $("sign-in-form").addEventListener("submit", (e) => { e.preventDefault(); signIn($("key").value.trim()); });
   $("sign-out").addEventListener("click", signOut);
-  $("org").addEventListener("change", () => { state.org = $("org").value; restart(); });
-  $("org-input").addEventListener("change", () => { state.org = $("org-input").value.trim(); restart(); });
+  $("org").addEventListener("change", () => { state.org = $("org").value; loadApps(); restart(); });
+  $("org-input").addEventListener("change", () => { state.org = $("org-input").value.trim(); loadApps(); restart(); });
+  $("app").addEventListener("change", restart);
   $("status").addEventListener("change", restart);
   $("show-deleted").addEventListener("change", restart);
   let searchTimer = 0;
