@@ -69,6 +69,17 @@ func (f *oauthFixture) authorize(t *testing.T, cfg oauth2.Config, role string) (
 	return back.Query().Get("code"), verifier
 }
 
+// grant authorises cfg's app as the developer and exchanges the code.
+func (f *oauthFixture) grant(t *testing.T, cfg oauth2.Config) *oauth2.Token {
+	t.Helper()
+	code, verifier := f.authorize(t, cfg, "developer")
+	tok, err := cfg.Exchange(context.Background(), code, oauth2.VerifierOption(verifier))
+	if err != nil {
+		t.Fatalf("exchange: %v", err)
+	}
+	return tok
+}
+
 func (f *oauthFixture) connections(t *testing.T) []store.Connection {
 	t.Helper()
 	var page controlapi.ConnectionPage
@@ -332,11 +343,7 @@ func TestOAuthAttacks(t *testing.T) {
 		}
 	})
 	t.Run("refresh token attacks", func(t *testing.T) {
-		code, verifier := f.authorize(t, f.conf, "developer")
-		tok, err := f.conf.Exchange(ctx, code, oauth2.VerifierOption(verifier))
-		if err != nil {
-			t.Fatal(err)
-		}
+		tok := f.grant(t, f.conf)
 		if _, err := refresh(f.public, tok.RefreshToken); oauthCode(err) != "invalid_grant" {
 			t.Errorf("another client's refresh token: %v", err)
 		}
@@ -346,43 +353,29 @@ func TestOAuthAttacks(t *testing.T) {
 		// Within the overlap the token rotated last refreshes again, as
 		// often as the app's workers need (a retry after a lost answer,
 		// several refreshing at once).
+		var latest *oauth2.Token
 		for i := range 2 {
-			if _, err := refresh(f.conf, tok.RefreshToken); err != nil {
+			var err error
+			if latest, err = refresh(f.conf, tok.RefreshToken); err != nil {
 				t.Fatalf("retry %d within the overlap: %v", i+1, err)
 			}
 		}
-		// Past it, that token used again ends the grant.
-		f.clock.Add(int64(11 * time.Second))
-		if _, err := refresh(f.conf, tok.RefreshToken); oauthCode(err) != "invalid_grant" {
-			t.Errorf("reuse after the overlap: %v", err)
-		}
-		f.clock.Store(0)
-
-		// Past the overlap, a rotated token used again ends the grant too.
-		code, verifier = f.authorize(t, f.conf, "developer")
-		tok, err = f.conf.Exchange(ctx, code, oauth2.VerifierOption(verifier))
-		if err != nil {
-			t.Fatal(err)
-		}
-		next, err := refresh(f.conf, tok.RefreshToken)
-		if err != nil {
-			t.Fatal(err)
-		}
+		// Past it, that token used again ends the grant: even the newest
+		// tokens are dead.
 		f.clock.Add(int64(11 * time.Second))
 		defer f.clock.Store(0)
 		if _, err := refresh(f.conf, tok.RefreshToken); oauthCode(err) != "invalid_grant" {
 			t.Errorf("reuse after the overlap: %v", err)
 		}
-		if in := f.introspect(t, next.AccessToken); in.Active {
+		if in := f.introspect(t, latest.AccessToken); in.Active {
 			t.Error("a stolen refresh token's reuse left the grant alive")
+		}
+		if _, err := refresh(f.conf, latest.RefreshToken); oauthCode(err) != "invalid_grant" {
+			t.Errorf("the newest refresh token after the grant ended: %v", err)
 		}
 	})
 	t.Run("revocation", func(t *testing.T) {
-		code, verifier := f.authorize(t, f.conf, "developer")
-		tok, err := f.conf.Exchange(ctx, code, oauth2.VerifierOption(verifier))
-		if err != nil {
-			t.Fatal(err)
-		}
+		tok := f.grant(t, f.conf)
 		revoke := func(clientID, secret, token string) int {
 			form := url.Values{"token": {token}, "client_id": {clientID}}
 			if secret != "" {
@@ -420,16 +413,7 @@ func TestOAuthAttacks(t *testing.T) {
 // another app's; a public app may not introspect.
 func TestOAuthIntrospectionByClients(t *testing.T) {
 	f := newOAuthFixture(t)
-	ctx := context.Background()
-	grant := func(cfg oauth2.Config) *oauth2.Token {
-		code, verifier := f.authorize(t, cfg, "developer")
-		tok, err := cfg.Exchange(ctx, code, oauth2.VerifierOption(verifier))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tok
-	}
-	own, other := grant(f.conf), grant(f.public)
+	own, other := f.grant(t, f.conf), f.grant(t, f.public)
 	introspect := func(form url.Values) (int, controlapi.Introspection) {
 		resp, err := http.PostForm(f.s.URL+"/oauth/introspect", form)
 		if err != nil {

@@ -84,15 +84,8 @@ func (s *Store) SaveCode(_ context.Context, c store.AuthCode) error {
 // GetCode implements store.GrantStore.
 func (s *Store) GetCode(_ context.Context, hash []byte) (c store.AuthCode, err error) {
 	err = s.db.View(func(tx *bolt.Tx) error {
-		rec, err := getCode(tx, hash)
-		if err != nil {
-			return err
-		}
-		c = rec.AuthCode
-		if !rec.UsedAt.IsZero() {
-			return store.ErrCodeUsed
-		}
-		return nil
+		c, _, err = unusedCode(tx, hash)
+		return err
 	})
 	return c, err
 }
@@ -100,13 +93,9 @@ func (s *Store) GetCode(_ context.Context, hash []byte) (c store.AuthCode, err e
 // TakeCode implements store.GrantStore.
 func (s *Store) TakeCode(_ context.Context, hash []byte) (c store.AuthCode, err error) {
 	err = s.db.Update(func(tx *bolt.Tx) error {
-		rec, err := getCode(tx, hash)
-		if err != nil {
+		var rec codeRecord
+		if c, rec, err = unusedCode(tx, hash); err != nil {
 			return err
-		}
-		c = rec.AuthCode
-		if !rec.UsedAt.IsZero() {
-			return store.ErrCodeUsed
 		}
 		rec.UsedAt = s.now()
 		v, err := json.Marshal(rec)
@@ -116,6 +105,19 @@ func (s *Store) TakeCode(_ context.Context, hash []byte) (c store.AuthCode, err 
 		return tx.Bucket(bucketCodes).Put(hash, v)
 	})
 	return c, err
+}
+
+// unusedCode returns the code with hash, and ErrCodeUsed (with the code)
+// when it was taken.
+func unusedCode(tx *bolt.Tx, hash []byte) (store.AuthCode, codeRecord, error) {
+	rec, err := getCode(tx, hash)
+	if err != nil {
+		return store.AuthCode{}, rec, err
+	}
+	if !rec.UsedAt.IsZero() {
+		return rec.AuthCode, rec, store.ErrCodeUsed
+	}
+	return rec.AuthCode, rec, nil
 }
 
 // SaveRefreshToken implements store.GrantStore. Like SaveCode it refuses a
