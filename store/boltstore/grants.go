@@ -22,6 +22,7 @@ var (
 	bucketCodesByExpiry = []byte("codes_by_expiry") // expires_at (unix ms, uint64 big-endian) sha-256 -> empty
 	bucketRefreshTokens = []byte("refresh_tokens")  // sha-256 -> JSON store.RefreshToken
 	bucketGrantsByApp   = []byte("grants_by_app")   // app id 0x00 kind sha-256 -> empty; kind is kindCode or kindRefresh
+	bucketRefreshByConn = []byte("refresh_by_conn") // connection id 0x00 sha-256 -> empty; created on first use
 )
 
 const (
@@ -33,6 +34,12 @@ const (
 // so that a replay is still recognised as one (and what the first exchange
 // issued can be ended) rather than answered as an unknown code.
 const codeRetention = time.Hour
+
+// refreshRetention is how long a rotated refresh token is kept. Until then
+// its reuse is recognised and ends the grant; after it, it is an unknown
+// token (invalid_grant, the grant goes on). It bounds what a connection
+// keeps to the refreshes of a day, however often its app refreshes.
+const refreshRetention = 24 * time.Hour
 
 // errGrantExists: a grant with this hash is stored already. Hashes are of
 // 256 random bits, so this is a caller's bug, never a collision.
@@ -161,6 +168,9 @@ func (s *Store) RotateRefreshToken(_ context.Context, hash []byte, next store.Re
 		if err != nil {
 			return err
 		}
+		if err := pruneRotated(tx, t.ConnectionID, now.Add(-refreshRetention)); err != nil {
+			return err
+		}
 		current := t
 		if !t.RotatedAt.IsZero() {
 			if overlap <= 0 || now.After(t.RotatedAt.Add(overlap)) {
@@ -222,7 +232,7 @@ func dropGrants(tx *bolt.Tx, appID string) error {
 				return err
 			}
 		case kindRefresh:
-			if err := tx.Bucket(bucketRefreshTokens).Delete(hash); err != nil {
+			if err := deleteRefreshToken(tx, hash); err != nil {
 				return err
 			}
 		}
@@ -308,7 +318,58 @@ func putNewRefreshToken(tx *bolt.Tx, t store.RefreshToken) error {
 	if err := putRefreshToken(tx, t); err != nil {
 		return err
 	}
+	byConn, err := tx.CreateBucketIfNotExists(bucketRefreshByConn)
+	if err != nil {
+		return err
+	}
+	if err := byConn.Put(orgKey(t.ConnectionID, string(t.Hash)), nil); err != nil {
+		return err
+	}
 	return tx.Bucket(bucketGrantsByApp).Put(grantKey(t.AppID, kindRefresh, t.Hash), nil)
+}
+
+// pruneRotated removes the connection's refresh tokens rotated before
+// cutoff, with their index entries.
+func pruneRotated(tx *bolt.Tx, connectionID string, cutoff time.Time) error {
+	byConn, err := tx.CreateBucketIfNotExists(bucketRefreshByConn)
+	if err != nil {
+		return err
+	}
+	prefix := orgKey(connectionID, "")
+	var old [][]byte
+	cur := byConn.Cursor()
+	for k, _ := cur.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = cur.Next() {
+		t, err := getRefreshToken(tx, k[len(prefix):])
+		if err == nil && !t.RotatedAt.IsZero() && t.RotatedAt.Before(cutoff) {
+			old = append(old, bytes.Clone(k[len(prefix):]))
+		}
+	}
+	for _, hash := range old {
+		if err := deleteRefreshToken(tx, hash); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// deleteRefreshToken removes a refresh token and its index entries.
+func deleteRefreshToken(tx *bolt.Tx, hash []byte) error {
+	t, err := getRefreshToken(tx, hash)
+	if errors.Is(err, store.ErrGrantNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if byConn := tx.Bucket(bucketRefreshByConn); byConn != nil {
+		if err := byConn.Delete(orgKey(t.ConnectionID, string(hash))); err != nil {
+			return err
+		}
+	}
+	if err := tx.Bucket(bucketGrantsByApp).Delete(grantKey(t.AppID, kindRefresh, hash)); err != nil {
+		return err
+	}
+	return tx.Bucket(bucketRefreshTokens).Delete(hash)
 }
 
 func putRefreshToken(tx *bolt.Tx, t store.RefreshToken) error {
