@@ -256,9 +256,19 @@ func run(ctx context.Context, o options) error {
 
 	maxPool := o.pools[len(o.pools)-1]
 	step("creating %d connections from %d clients", maxPool, o.writers)
+	profiled := make(chan error, 1)
+	if o.profileDir != "" {
+		// The control endpoint's CPU while it creates: the first 10 s.
+		go func() { profiled <- control.profile(ctx, 10, filepath.Join(o.profileDir, "control-creates.pprof")) }()
+	}
 	ids, edTokens, rate, err := createConnections(api, control, maxPool, o.writers)
 	if err != nil {
 		return err
+	}
+	if o.profileDir != "" {
+		if err := <-profiled; err != nil {
+			return fmt.Errorf("profiling the control endpoint: %w", err)
+		}
 	}
 	r.writes = append(r.writes, rate)
 	step("  %.0f creates/s", rate.perSecond())
