@@ -374,6 +374,24 @@ func TestOAuthAttacks(t *testing.T) {
 			t.Errorf("the newest refresh token after the grant ended: %v", err)
 		}
 	})
+	t.Run("a rotated refresh token replayed while the connection is disabled ends the grant", func(t *testing.T) {
+		tok := f.grant(t, f.conf)
+		if _, err := refresh(f.conf, tok.RefreshToken); err != nil {
+			t.Fatal(err)
+		}
+		conn := f.introspect(t, tok.AccessToken).ConnectionID
+		f.s.Act(t, conn, store.ActionDisable)
+		f.clock.Add(int64(11 * time.Second))
+		defer f.clock.Store(0)
+		if _, err := refresh(f.conf, tok.RefreshToken); oauthCode(err) != "invalid_grant" {
+			t.Errorf("replay: %v", err)
+		}
+		var got controlapi.ConnectionBody
+		f.s.Do(t, f.s.AdminKey, http.MethodGet, "/v1/connections/"+conn, nil, &got)
+		if got.Connection.Status != store.StatusDeleted {
+			t.Errorf("after the replay the connection is %s, want deleted", got.Connection.Status)
+		}
+	})
 	t.Run("revocation", func(t *testing.T) {
 		tok := f.grant(t, f.conf)
 		revoke := func(clientID, secret, token string) int {

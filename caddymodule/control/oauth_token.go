@@ -136,6 +136,15 @@ func (c *Control) refresh(r *http.Request, app store.App, form url.Values) (cont
 	if old.AppID != app.ID {
 		return controlapi.TokenResponse{}, oauthFail(controlapi.OAuthInvalidGrant, "The refresh token was issued to another client.")
 	}
+	if !old.RotatedAt.IsZero() && c.now().After(old.RotatedAt.Add(time.Duration(c.RefreshTokenOverlap))) {
+		// A rotated token past its overlap is a reuse whatever the
+		// connection's status: checked first, so that a stolen token
+		// replayed while the connection is disabled ends the grant too.
+		if err := c.endGrant(r, old.ConnectionID, appActor(r, app, "rotated refresh token used again")); err != nil {
+			return controlapi.TokenResponse{}, err
+		}
+		return controlapi.TokenResponse{}, oauthFail(controlapi.OAuthInvalidGrant, "The refresh token was already used; the connection is deleted.")
+	}
 	if scope := form.Get("scope"); scope != "" && scope != old.Scope {
 		return controlapi.TokenResponse{}, oauthFail(controlapi.OAuthInvalidScope, "scope may only repeat the scope of the grant.")
 	}
