@@ -18,9 +18,15 @@ func bearerToken(r *http.Request) (string, *denial) {
 		return "", malformed("more than one Authorization header")
 	}
 	scheme, token, found := strings.Cut(values[0], " ")
-	// The scheme is case-insensitive (RFC 9110 section 11.1).
+	// The scheme is case-insensitive (RFC 9110 section 11.1). Another
+	// scheme (Basic, or a bare token) is a client that did not know Bearer
+	// is needed: RFC 6750 section 3.1 asks for the bare challenge then, as
+	// for no credentials at all, not an error.
 	if !strings.EqualFold(scheme, "Bearer") {
-		return "", malformed("authorization scheme is not Bearer")
+		if len(values[0]) > len("Bearer") && strings.EqualFold(values[0][:len("Bearer")], "Bearer") {
+			return "", malformed("Bearer must be followed by one space and the token")
+		}
+		return "", denyNoToken
 	}
 	token = strings.TrimLeft(token, " ")
 	switch {

@@ -69,8 +69,8 @@ func TestHostileTokens(t *testing.T) {
 
 		// Where the token is, and how many.
 		{"no Authorization", http.Header{}, 401, "token_missing", ""},
-		{"Basic scheme", http.Header{"Authorization": {"Basic dXNlcjpwYXNz"}}, 400, "authorization_malformed", "authorization scheme is not Bearer"},
-		{"bare token, no scheme", http.Header{"Authorization": {validRS}}, 400, "authorization_malformed", "authorization scheme is not Bearer"},
+		{"Basic scheme: the bare challenge (RFC 6750 section 3.1)", http.Header{"Authorization": {"Basic dXNlcjpwYXNz"}}, 401, "token_missing", ""},
+		{"bare token, no scheme", http.Header{"Authorization": {validRS}}, 401, "token_missing", ""},
 		{"scheme only", http.Header{"Authorization": {"Bearer"}}, 400, "authorization_malformed", "empty bearer token"},
 		{"empty token", http.Header{"Authorization": {"Bearer "}}, 400, "authorization_malformed", "empty bearer token"},
 		{"two tokens", http.Header{"Authorization": {"Bearer " + validRS + " " + validRS}}, 400, "authorization_malformed", "more than one token"},
@@ -147,6 +147,11 @@ func TestHostileTokens(t *testing.T) {
 			}
 			if res.body.Reason != tt.reason || (tt.description != "" && res.body.Description != tt.description) {
 				t.Fatalf("reason %q %q, want %q %q", res.body.Reason, res.body.Description, tt.reason, tt.description)
+			}
+			// No credentials the gate understands: the bare challenge, with
+			// no error code (RFC 6750 section 3.1).
+			if got := res.header.Get("WWW-Authenticate"); tt.reason == "token_missing" && strings.Contains(got, "error=") {
+				t.Fatalf("challenge %q, want a bare one", got)
 			}
 		})
 	}
