@@ -72,6 +72,8 @@ func TestErrors(t *testing.T) {
 		{"body not JSON", admin, "POST", "/v1/connections", `name=x`, 400, "invalid_json"},
 		{"unknown field", admin, "POST", "/v1/connections", `{"name":"a","org_id":"o","user_id":"u","status":"active"}`, 400, "invalid_json"},
 		{"trailing data", admin, "POST", "/v1/connections", `{"name":"a","org_id":"o","user_id":"u"}{}`, 400, "invalid_json"},
+		{"field name in another case", admin, "POST", "/v1/connections", `{"NAME":"a","org_id":"o","user_id":"u"}`, 400, "invalid_json"},
+		{"field given twice", admin, "POST", "/v1/connections", `{"name":"a","org_id":"o","org_id":"p","user_id":"u"}`, 400, "invalid_json"},
 		{"missing name", admin, "POST", "/v1/connections", `{"org_id":"o","user_id":"u"}`, 400, "invalid_request"},
 		{"bad org id", admin, "POST", "/v1/connections", `{"name":"a","org_id":"o/1","user_id":"u"}`, 400, "invalid_request"},
 		{"huge body", admin, "POST", "/v1/connections", `{"name":"` + strings.Repeat("a", 70<<10) + `"}`, 413, "request_too_large"},

@@ -1,11 +1,15 @@
 package control
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
+	"reflect"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/conngate/conngate/caddymodule/controlapi"
@@ -81,29 +85,71 @@ func waitParams(r *http.Request) (timeout time.Duration, err error) {
 	return d, nil
 }
 
-// decodeBody reads one JSON object into v, strictly: unknown fields, trailing
-// data and oversized bodies are refused with a 4xx that says which.
+// decodeBody reads one JSON object into v, strictly: unknown fields, field
+// names in another case, repeated fields, trailing data and oversized bodies
+// are refused with a 4xx that says which.
 func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyBytes))
-	dec.DisallowUnknownFields()
-	err := dec.Decode(v)
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		return &controlapi.Error{Status: http.StatusRequestEntityTooLarge, Code: controlapi.CodeRequestTooLarge,
+			Message: "The request body is larger than " + strconv.Itoa(maxBodyBytes) + " bytes."}
+	}
 	if err == nil {
-		var tooLarge *http.MaxBytesError
-		if extra := dec.Decode(&json.RawMessage{}); errors.As(extra, &tooLarge) {
-			err = extra
-		} else if extra != io.EOF {
+		err = exactFields(body, v)
+	}
+	if err == nil {
+		dec := json.NewDecoder(bytes.NewReader(body))
+		dec.DisallowUnknownFields()
+		if err = dec.Decode(v); err == nil && dec.Decode(&json.RawMessage{}) != io.EOF {
 			err = errors.New("unexpected data after the JSON object")
 		}
 	}
-	var tooLarge *http.MaxBytesError
-	switch {
-	case err == nil:
-		return nil
-	case errors.As(err, &tooLarge):
-		return &controlapi.Error{Status: http.StatusRequestEntityTooLarge, Code: controlapi.CodeRequestTooLarge,
-			Message: "The request body is larger than " + strconv.Itoa(maxBodyBytes) + " bytes."}
-	default:
+	if err != nil {
 		return &controlapi.Error{Status: http.StatusBadRequest, Code: controlapi.CodeInvalidJSON,
 			Message: "The request body is not the expected JSON object: " + err.Error() + "."}
 	}
+	return nil
+}
+
+// exactFields refuses what encoding/json would let through: a field named
+// in another case ({"NAME": ...} fills Name) or given twice (the last one
+// wins). It checks the top-level object; the API's bodies are flat.
+func exactFields(body []byte, v any) error {
+	names := map[string]bool{}
+	t := reflect.TypeOf(v).Elem()
+	for i := range t.NumField() {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+		if name != "" && name != "-" {
+			names[name] = true
+		}
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return nil // not an object: the decoder says so
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil
+		}
+		key, _ := tok.(string)
+		switch {
+		case seen[key]:
+			return fmt.Errorf("field %q is given twice", key)
+		case !names[key]:
+			for name := range names {
+				if strings.EqualFold(name, key) {
+					return fmt.Errorf("field %q must be written %q", key, name)
+				}
+			}
+		}
+		seen[key] = true
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return nil
+		}
+	}
+	return nil
 }
