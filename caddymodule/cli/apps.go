@@ -128,7 +128,7 @@ func deleteApp(s *session, args []string) (int, error) {
 	if s.json {
 		return s.print(raw)
 	}
-	fmt.Fprintf(s.out, "app %s deleted; connections deleted with it: %d\n", body.App.ClientID, len(body.Connections))
+	fmt.Fprintf(s.out, "app %s deleted; connections deleted with it: %d\n", body.App.ClientID, body.ConnectionsDeleted)
 	if len(body.Connections) > 0 {
 		s.table(connectionRows(body.Connections...)...)
 	}

@@ -161,10 +161,13 @@ func (c *Control) deleteApp(w http.ResponseWriter, r *http.Request) error {
 		revision = max(revision, conn.Revision)
 	}
 	c.logger.Info("app deleted", zap.String("app_id", app.ID), zap.String("org_id", app.OrgID), zap.Int("connections_deleted", len(deleted)))
-	if deleted == nil {
-		deleted = []store.Connection{} // [] rather than null for clients
+	visible := []store.Connection{} // [] rather than null for clients
+	for _, conn := range deleted {
+		if allow(r, access{want: rightView, conn: &conn}) == nil {
+			visible = append(visible, conn)
+		}
 	}
-	answer := controlapi.AppDeleted{App: controlapi.AppOf(app), Connections: deleted}
+	answer := controlapi.AppDeleted{App: controlapi.AppOf(app), ConnectionsDeleted: len(deleted), Connections: visible}
 	if timeout != 0 {
 		ctx, cancel := context.WithTimeout(r.Context(), timeout)
 		defer cancel()

@@ -350,6 +350,9 @@ func TestDeleteApp(t *testing.T) {
 	if want := []string{c1.ID, c2.ID}; !slices.Equal(ids, want) || deleted.App.ClientID != third.ClientID {
 		t.Errorf("answer: app %s, connections %v, want %v", deleted.App.ClientID, ids, want)
 	}
+	if string(rawAnswer["connections_deleted"]) != "2" {
+		t.Errorf("connections_deleted %s, want 2", rawAnswer["connections_deleted"])
+	}
 	if got := fmt.Sprintf("%s %s %s", rawAnswer["gateways"], rawAnswer["acknowledged"], rawAnswer["pending"]); got != `1 0 ["gw-silent"]` {
 		t.Errorf("gateways, acknowledged, pending: %s", got)
 	}
@@ -409,5 +412,28 @@ func TestAppListScope(t *testing.T) {
 	}
 	if want := []string{own.ClientID, later.ID}; !slices.Equal(seen, want) {
 		t.Errorf("the developer's pages of 1: %v, want %v", seen, want)
+	}
+}
+
+// People of other organisations authorise an app too: deleting it deletes
+// their connections, but its answer lists only those the caller may view.
+func TestDeleteAppShowsOnlyWhatTheCallerMayView(t *testing.T) {
+	path, keys := writePrincipals(t)
+	s, st := startWithStore(t, controltest.Options{PrincipalsFile: path})
+	app := registerApp(t, s, keys["developer"], "org-1", store.AuthNone)
+	own := connectThrough(t, st, app.ClientID, "org-1", "developer")
+	colleague := connectThrough(t, st, app.ClientID, "org-1", "owner")
+	foreign := connectThrough(t, st, app.ClientID, "org-2", "someone-in-org-2")
+	var answer controlapi.AppDeleted
+	if code := s.Do(t, keys["developer"], http.MethodDelete, controlapi.AppPath(app.ClientID), nil, &answer); code != http.StatusOK {
+		t.Fatalf("delete: %d", code)
+	}
+	if answer.ConnectionsDeleted != 3 || len(answer.Connections) != 1 || answer.Connections[0].ID != own.ID {
+		t.Errorf("answer: %d deleted, listed %+v; want 3, only %s", answer.ConnectionsDeleted, answer.Connections, own.ID)
+	}
+	for _, c := range []store.Connection{colleague, foreign} {
+		if got, err := st.Get(context.Background(), c.ID); err != nil || got.Status != store.StatusDeleted {
+			t.Errorf("%s: %v %v, want deleted", c.ID, got.Status, err)
+		}
 	}
 }

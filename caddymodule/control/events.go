@@ -83,9 +83,6 @@ func (c *Control) streamEvents(w http.ResponseWriter, r *http.Request) error {
 	flush := http.NewResponseController(w).Flush
 	// From here on the answer has begun: a failure can only end the
 	// stream, and the client reconnects and resumes.
-	if out.Retry() != nil {
-		return nil
-	}
 	if gatewayID != "" {
 		defer c.gateways.subscribe(gatewayID)()
 		c.logger.Info("gateway subscribed", zap.String("gateway_id", gatewayID), zap.Uint64("since", since))
@@ -141,7 +138,7 @@ func (c *Control) streamEvents(w http.ResponseWriter, r *http.Request) error {
 		select {
 		case <-changed:
 		case <-heartbeat.C:
-			if out.Comment(controlapi.Heartbeat) != nil || flush() != nil {
+			if out.Heartbeat() != nil || flush() != nil {
 				return nil
 			}
 		case <-ctx.Done():

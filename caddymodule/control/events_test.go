@@ -120,8 +120,10 @@ func TestEventsHeartbeat(t *testing.T) {
 	s := controltest.Start(t, controltest.Options{Heartbeat: 50 * time.Millisecond})
 	es := s.Events(t, s.GatewayKey, "", nil)
 	expectSync(t, es, 0)
-	if ev := es.Next(t, wait, true); ev.Comment != "heartbeat" {
-		t.Fatalf("got %+v, want a heartbeat comment", ev)
+	// A heartbeat is an event with data and no id, so that clients that
+	// pass comment-only blocks on as empty messages never see one.
+	if ev := es.Next(t, wait, true); ev.Name != controlapi.EventHeartbeat || string(ev.Data) != "{}" || ev.ID != "" {
+		t.Fatalf("got %+v, want a heartbeat event", ev)
 	}
 }
 

@@ -83,11 +83,14 @@ type AppPage struct {
 	NextCursor string `json:"next_cursor"`
 }
 
-// AppDeleted answers DELETE /v1/apps/{id}: the app as it was, and the
-// connections its deletion deleted (not those deleted before).
+// AppDeleted answers DELETE /v1/apps/{id}: the app as it was, how many
+// connections its deletion deleted (not those deleted before), and those of
+// them the caller may view: people of other organisations authorise apps
+// too, and their connections are not the caller's to learn of.
 type AppDeleted struct {
-	App         App                `json:"app"`
-	Connections []store.Connection `json:"connections"`
+	App                App                `json:"app"`
+	ConnectionsDeleted int                `json:"connections_deleted"`
+	Connections        []store.Connection `json:"connections"`
 	// Propagation is set with ?wait=applied only.
 	*Propagation
 }

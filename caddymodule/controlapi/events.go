@@ -11,19 +11,22 @@ import (
 
 // The change stream (GET /v1/events) is a stream of Server-Sent Events:
 //
-//	event: status  id: <revision>  data: store.Change
-//	event: sync    id: <revision>  data: Position   replay done; live from here
-//	event: reset   id: <revision>  data: Position   cannot replay: drop what you derived
+//	event: status     id: <revision>  data: store.Change
+//	event: sync       id: <revision>  data: Position   replay done; live from here
+//	event: reset      id: <revision>  data: Position   cannot replay: drop what you derived
+//	event: heartbeat                  data: {}         the stream is idle, and alive
 //
-// and a comment (": heartbeat") whenever it is otherwise idle. The id of
-// every event is the revision to resume after (Last-Event-ID or ?since=).
+// The id of every event but a heartbeat is the revision to resume after
+// (Last-Event-ID or ?since=). The heartbeat is an event, not a comment, and
+// the retry: field comes with the first event rather than alone, because
+// common clients (@microsoft/fetch-event-source) hand a block with only a
+// comment or only retry: to the application as an empty message.
 const (
-	EventStatus = "status"
-	EventSync   = "sync"
-	EventReset  = "reset"
+	EventStatus    = "status"
+	EventSync      = "sync"
+	EventReset     = "reset"
+	EventHeartbeat = "heartbeat"
 
-	// Heartbeat is the text of the comment an idle stream carries.
-	Heartbeat = "heartbeat"
 	// RetryMillis is what the stream tells EventSource clients to wait
 	// before reconnecting.
 	RetryMillis = 1000
@@ -37,32 +40,37 @@ type Position struct {
 // EventWriter writes the change stream. It does not flush: the caller
 // flushes once a batch is written.
 type EventWriter struct {
-	w io.Writer
+	w       io.Writer
+	retried bool // the retry: field has gone out with an event
 }
 
 // NewEventWriter writes events to w.
-func NewEventWriter(w io.Writer) EventWriter { return EventWriter{w: w} }
+func NewEventWriter(w io.Writer) *EventWriter { return &EventWriter{w: w} }
 
-// Retry writes the reconnection delay; the first thing a stream sends.
-func (e EventWriter) Retry() error {
-	_, err := fmt.Fprintf(e.w, "retry: %d\n\n", RetryMillis)
-	return err
-}
-
-// Event writes one event with data as JSON.
-func (e EventWriter) Event(id uint64, name string, data any) error {
+// Event writes one event with data as JSON; the first one also carries the
+// reconnection delay.
+func (e *EventWriter) Event(id uint64, name string, data any) error {
 	b, err := json.Marshal(data)
 	if err != nil {
 		return err
 	}
-	_, err = fmt.Fprintf(e.w, "id: %d\nevent: %s\ndata: %s\n\n", id, name, b)
+	_, err = fmt.Fprintf(e.w, "%sid: %d\nevent: %s\ndata: %s\n\n", e.retry(), id, name, b)
 	return err
 }
 
-// Comment writes a comment line, e.g. Heartbeat.
-func (e EventWriter) Comment(text string) error {
-	_, err := fmt.Fprintf(e.w, ": %s\n\n", text)
+// Heartbeat writes a heartbeat event: no id, so it moves no client's resume
+// point.
+func (e *EventWriter) Heartbeat() error {
+	_, err := fmt.Fprintf(e.w, "%sevent: %s\ndata: {}\n\n", e.retry(), EventHeartbeat)
 	return err
+}
+
+func (e *EventWriter) retry() string {
+	if e.retried {
+		return ""
+	}
+	e.retried = true
+	return fmt.Sprintf("retry: %d\n", RetryMillis)
 }
 
 // SetStreamHeaders sets the headers a change stream answer carries.
@@ -84,6 +92,10 @@ type Event struct {
 
 // IsComment reports whether the item is a comment line rather than an event.
 func (ev Event) IsComment() bool { return ev.comment }
+
+// IsHeartbeat reports whether the item only shows the stream is alive: a
+// heartbeat event, or a comment (which other servers and proxies send).
+func (ev Event) IsHeartbeat() bool { return ev.comment || ev.Name == EventHeartbeat }
 
 // EventReader reads the change stream, following the Server-Sent Events
 // parsing rules that the stream uses: fields id, event and data (several

@@ -19,10 +19,13 @@ func TestEventReader(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	must(w.Retry())
 	must(w.Event(7, EventStatus, map[string]string{"id": "c1"}))
-	must(w.Comment(Heartbeat))
+	must(w.Heartbeat())
 	must(w.Event(7, EventSync, Position{Revision: 7}))
+	if !strings.HasPrefix(buf.String(), "retry: 1000\nid: 7\n") || strings.Count(buf.String(), "retry:") != 1 {
+		t.Fatalf("retry: must come once, with the first event:\n%s", buf.String())
+	}
+	buf.WriteString(": a proxy's comment\n\n")
 	buf.WriteString("id: 8\r\nevent: status\r\n: a comment inside an event\r\ndata: a\r\ndata: b\r\n\r\n")
 	buf.WriteString("data\n\n") // a data field with no value is still an event
 
@@ -31,8 +34,9 @@ func TestEventReader(t *testing.T) {
 		want Event
 	}{
 		{"status event", Event{ID: "7", Name: EventStatus, Data: []byte(`{"id":"c1"}`)}},
-		{"heartbeat", Event{Comment: Heartbeat, comment: true}},
+		{"heartbeat", Event{Name: EventHeartbeat, Data: []byte("{}")}},
 		{"sync event", Event{ID: "7", Name: EventSync, Data: []byte(`{"revision":7}`)}},
+		{"comment", Event{Comment: "a proxy's comment", comment: true}},
 		{"comment between fields", Event{Comment: "a comment inside an event", comment: true}},
 		{"CRLF, two data lines", Event{ID: "8", Name: EventStatus, Data: []byte("a\nb")}},
 		{"bare data field", Event{Data: []byte{}}},

@@ -102,8 +102,8 @@ func (s *statusSource) streamOnce(ctx context.Context, resumable *bool) (err err
 			return fmt.Errorf("reading change stream: %w", err)
 		}
 		idle.Reset(s.idleTimeout)
-		if ev.IsComment() {
-			continue // a heartbeat: it only proves the stream alive
+		if ev.IsHeartbeat() {
+			continue // it only proves the stream alive
 		}
 		if err := s.dispatch(ev, resumable); err != nil {
 			return err

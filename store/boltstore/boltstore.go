@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -349,7 +350,9 @@ func (s *Store) commitBatch(batch []*pendingWrite) {
 func (w *pendingWrite) call(tx *bolt.Tx) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			err = fmt.Errorf("write panicked: %v", p)
+			// The stack goes with the error: the panic ran in the batch
+			// leader's goroutine, not the caller's, so it is seen nowhere else.
+			err = fmt.Errorf("write panicked: %v\n%s", p, debug.Stack())
 		}
 	}()
 	return w.fn(tx)

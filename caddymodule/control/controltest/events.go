@@ -46,9 +46,9 @@ func (s *Server) Events(t testing.TB, key, query string, header http.Header) *Ev
 	return es
 }
 
-// Next returns the next event (comments skipped unless comments is true),
+// Next returns the next event (heartbeats skipped unless heartbeats is true),
 // failing the test after timeout.
-func (es *EventStream) Next(t testing.TB, timeout time.Duration, comments bool) controlapi.Event {
+func (es *EventStream) Next(t testing.TB, timeout time.Duration, heartbeats bool) controlapi.Event {
 	t.Helper()
 	deadline := time.After(timeout)
 	for {
@@ -57,7 +57,7 @@ func (es *EventStream) Next(t testing.TB, timeout time.Duration, comments bool) 
 			if !ok {
 				t.Fatal("event stream ended")
 			}
-			if ev.IsComment() && !comments {
+			if ev.IsHeartbeat() && !heartbeats {
 				continue
 			}
 			return ev
