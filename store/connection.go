@@ -85,6 +85,10 @@ func ValidateID(field, id string) error {
 	if len(id) > MaxIDLength {
 		return &InvalidError{Field: field, Reason: fmt.Sprintf("must be at most %d characters", MaxIDLength)}
 	}
+	if id == "." || id == ".." {
+		// A dot segment in a URL path names another path.
+		return &InvalidError{Field: field, Reason: "must not be . or .."}
+	}
 	for i := 0; i < len(id); i++ {
 		c := id[i]
 		if c <= ' ' || c >= 0x7f || c == '/' || c == '\\' || c == '?' || c == '#' || c == '%' {

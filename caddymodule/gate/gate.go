@@ -434,7 +434,11 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 	cid := tok.connectionID
 	st, err := g.status(r.Context(), cid)
 	if err != nil {
-		g.logger.Error("connection status unavailable", zap.String("connection_id", cid), zap.Error(err))
+		// The outage is logged once by the status source; per request only
+		// at debug level.
+		if ce := g.logger.Check(zapcore.DebugLevel, "connection status unavailable"); ce != nil {
+			ce.Write(zap.String("connection_id", cid), zap.Error(err))
+		}
 		return g.deny(w, r, denyUnavailable, cid)
 	}
 	if st != store.StatusActive {
@@ -492,8 +496,9 @@ func (g *Gate) status(ctx context.Context, id string) (store.Status, error) {
 			g.metrics.cacheMisses.Inc()
 			st, err := g.source.lookup(ctx, id, &g.policy)
 			if err != nil {
-				g.logger.Warn("control endpoint unreachable; serving a stale status within stale_if_error",
-					zap.String("connection_id", id), zap.String("status", string(e.status)), zap.Error(err))
+				if ce := g.logger.Check(zapcore.DebugLevel, "serving a stale status within stale_if_error"); ce != nil {
+					ce.Write(zap.String("connection_id", id), zap.String("status", string(e.status)), zap.Error(err))
+				}
 				return e.status, nil
 			}
 			return st, nil

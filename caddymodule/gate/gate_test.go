@@ -200,7 +200,7 @@ func TestDecisions(t *testing.T) {
 		{"disabled connection", bearer(disabled.AccessToken), 401, "connection_disabled", "connection disabled"},
 		{"deleted connection", bearer(deleted.AccessToken), 401, "connection_deleted", "connection deleted"},
 		{"unknown connection", valid(func(c jwt.MapClaims) { c["cid"] = "conn_neverexisted" }), 401, "connection_unknown", "connection unknown"},
-		{"connection id no store accepts", valid(func(c jwt.MapClaims) { c["cid"] = "a/b c" }), 401, "connection_unknown", "connection unknown"},
+		{"connection id no store accepts", valid(func(c jwt.MapClaims) { c["cid"] = "a/b c" }), 401, "token_invalid", "connection claim invalid"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -128,7 +128,9 @@ func TestHostileTokens(t *testing.T) {
 		// Connection state.
 		{"disabled connection", bearer(rsTok(func(c jwt.MapClaims) { c["cid"] = disabled.Connection.ID })), 401, "connection_disabled", "connection disabled"},
 		{"unknown connection", bearer(rsTok(func(c jwt.MapClaims) { c["cid"] = "conn_nobody" })), 401, "connection_unknown", "connection unknown"},
-		{"connection id with a slash", bearer(rsTok(func(c jwt.MapClaims) { c["cid"] = "../../v1/connections" })), 401, "connection_unknown", ""},
+		{"connection id with a slash", bearer(rsTok(func(c jwt.MapClaims) { c["cid"] = "../../v1/connections" })), 401, "token_invalid", "connection claim invalid"},
+		{"connection id a dot", bearer(rsTok(func(c jwt.MapClaims) { c["cid"] = "." })), 401, "token_invalid", "connection claim invalid"},
+		{"connection id two dots", bearer(rsTok(func(c jwt.MapClaims) { c["cid"] = ".." })), 401, "token_invalid", "connection claim invalid"},
 	}
 	if len(tests) < 40 {
 		t.Fatalf("only %d cases", len(tests))

@@ -54,8 +54,10 @@ type statusSource struct {
 
 	// Stream state, read on the hot path.
 	connected atomic.Bool
-	downSince atomic.Int64 // unix nanoseconds; meaningful while !connected
-	applied   atomic.Uint64
+	// lookupsFailing is set from a failed lookup to the next that works.
+	lookupsFailing atomic.Bool
+	downSince      atomic.Int64 // unix nanoseconds; meaningful while !connected
+	applied        atomic.Uint64
 
 	// writes serialises every write to the cache, and each write waits
 	// until ristretto has stored it. ristretto stores new keys in the
@@ -205,6 +207,7 @@ func (s *statusSource) lookup(ctx context.Context, id string, p *freshnessPolicy
 		defer cancel()
 		e, err := s.client.status(lctx, id)
 		s.metrics.observeLookup(s.now().Sub(started), err)
+		s.noteLookup(err)
 		if err != nil {
 			return nil, err
 		}
@@ -218,6 +221,19 @@ func (s *statusSource) lookup(ctx context.Context, id string, p *freshnessPolicy
 		return res.Val.(store.Status), nil
 	case <-ctx.Done():
 		return "", ctx.Err()
+	}
+}
+
+// noteLookup logs when lookups start failing and when they work again, once
+// each: during an outage every request would otherwise log a line, and the
+// lookup metrics already count them.
+func (s *statusSource) noteLookup(err error) {
+	switch {
+	case err != nil && s.lookupsFailing.CompareAndSwap(false, true):
+		s.logger.Error("status lookups failing: uncached statuses get 503, cached ones are served within disconnected_ttl and stale_if_error",
+			zap.Error(err))
+	case err == nil && s.lookupsFailing.CompareAndSwap(true, false):
+		s.logger.Info("status lookups work again")
 	}
 }
 

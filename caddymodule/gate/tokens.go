@@ -15,6 +15,8 @@ import (
 
 	"github.com/dgraph-io/ristretto/v2"
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/conngate/conngate/store"
 )
 
 // verifierConfig is what a tokenVerifier checks.
@@ -213,6 +215,11 @@ func (v *tokenVerifier) checkClaims(raw string, claims jwt.MapClaims) (*verified
 	cid, ok := lookupClaim(claims, v.cfg.claim).(string)
 	if !ok || cid == "" {
 		return nil, &claimError{"connection claim missing"}
+	}
+	// No connection can have an id the store refuses; looking one up would
+	// only cost a lookup (or, for "." and "..", ask for another path).
+	if store.ValidateID("connection id", cid) != nil {
+		return nil, &claimError{"connection claim invalid"}
 	}
 	return &verified{token: raw, connectionID: cid, claims: claims, expires: expires.UnixNano()}, nil
 }
