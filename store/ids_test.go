@@ -1,6 +1,7 @@
 package store
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -28,5 +29,33 @@ func TestNewIDSortsByTimeAndIsUnique(t *testing.T) {
 	}
 	if late := NewID(t0.Add(-time.Hour)); late <= prev {
 		t.Fatalf("an id made with an earlier clock went back: %s after %s", late, prev)
+	}
+}
+
+// Ids travel in URL paths, headers and logs: ValidateID keeps out what would
+// change a path's meaning or a line's.
+func TestValidateID(t *testing.T) {
+	for _, tt := range []struct {
+		id string
+		ok bool
+	}{
+		{"conn_06h3oa7khjgeolm41cmb0hv8k4", true},
+		{"org-1", true},
+		{"a.b", true},
+		{"...", true},
+		{"", false},
+		{".", false},
+		{"..", false},
+		{"a/b", false},
+		{"a b", false},
+		{"a?b", false},
+		{"a#b", false},
+		{"a%2e", false},
+		{"ü", false},
+		{strings.Repeat("a", MaxIDLength+1), false},
+	} {
+		if err := ValidateID("id", tt.id); (err == nil) != tt.ok {
+			t.Errorf("ValidateID(%q) = %v, want ok %v", tt.id, err, tt.ok)
+		}
 	}
 }
