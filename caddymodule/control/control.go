@@ -67,6 +67,7 @@ type Control struct {
 	keys          *keyring
 	tokens        *tokenIssuer
 	gateways      *gatewayRegistry
+	registryKey   string
 	shutdowns     *serverShutdowns
 	cookies       cookieSigner
 	done          <-chan struct{} // closed when this config is unloaded
@@ -115,7 +116,6 @@ func (c *Control) Provision(ctx caddy.Context) error {
 		c.RefreshTokenOverlap = caddy.Duration(DefaultRefreshTokenOverlap)
 	}
 	c.now = time.Now
-	c.gateways = newGatewayRegistry()
 	c.shutdowns = new(serverShutdowns)
 	c.done = ctx.Done()
 
@@ -129,12 +129,19 @@ func (c *Control) Provision(ctx caddy.Context) error {
 	if c.StoreRaw == nil {
 		c.StoreRaw = caddyconfig.JSONModuleObject(BoltStore{}, "backend", "bolt", nil)
 	}
+	// The store's config names the gateway registry: every config on this
+	// store shares what it knows of the gateways across reloads. Taken
+	// before LoadModule, which clears StoreRaw.
+	c.registryKey = string(c.StoreRaw)
 	mod, err := ctx.LoadModule(c, "StoreRaw")
 	if err != nil {
 		return fmt.Errorf("loading store: %w", err)
 	}
 	c.storeProvider = mod.(StoreProvider)
 	c.store = c.storeProvider.Store()
+	if c.gateways, err = loadRegistry(c.registryKey); err != nil {
+		return fmt.Errorf("loading gateway registry: %w", err)
+	}
 
 	c.tokens, err = newTokenIssuer(ctx, c.store, caddy.NewReplacer().ReplaceKnown(c.SigningKeyFile, ""),
 		c.Issuer, c.Audience, time.Duration(c.TokenLifetime))
@@ -175,6 +182,15 @@ func (c *Control) Validate() error {
 	return nil
 }
 
+// Cleanup releases this config's use of the shared gateway registry.
+func (c *Control) Cleanup() error {
+	if c.registryKey == "" {
+		return nil
+	}
+	_, err := registries.Delete(c.registryKey)
+	return err
+}
+
 // ServeHTTP answers the control API; it never calls next.
 func (c *Control) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
 	c.routes.ServeHTTP(w, r)
@@ -184,6 +200,7 @@ func (c *Control) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 // Interface guards
 var (
 	_ caddy.Provisioner           = (*Control)(nil)
+	_ caddy.CleanerUpper          = (*Control)(nil)
 	_ caddy.Validator             = (*Control)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Control)(nil)
 	_ caddyfile.Unmarshaler       = (*Control)(nil)

@@ -284,3 +284,42 @@ func TestWaitApplied(t *testing.T) {
 		t.Errorf("closed stream still listed: %+v", list.Gateways)
 	}
 }
+
+// A gateway whose stream just ended (a config reload ends them all, or a
+// network blip) is still waited for: it stays pending until it reconnects
+// and applies the change. GET /v1/gateways lists only open streams.
+func TestWaitAppliedCountsAReconnectingGateway(t *testing.T) {
+	s := controltest.Start(t, controltest.Options{})
+	c := s.Create(t, "org-1").Connection
+	listed := func() int {
+		var list controlapi.GatewayList
+		s.Do(t, s.AdminKey, "GET", "/v1/gateways", nil, &list)
+		return len(list.Gateways)
+	}
+	gw := subscribeGateway(t, s, "gw-blip")
+	for deadline := time.Now().Add(wait); listed() != 1; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the gateway never subscribed")
+		}
+	}
+	gw.stream.Close()
+	for deadline := time.Now().Add(wait); listed() != 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the closed stream is still listed")
+		}
+	}
+	var out controlapi.Applied
+	if code := s.Do(t, s.AdminKey, "POST", "/v1/connections/"+c.ID+"/disable?wait=applied&timeout=200ms", nil, &out); code != 200 {
+		t.Fatalf("disable: %d", code)
+	}
+	if out.Gateways != 1 || out.Acknowledged != 0 || len(out.Pending) != 1 || out.Pending[0] != "gw-blip" {
+		t.Errorf("while it reconnects: %+v, want it pending", out)
+	}
+	subscribeGateway(t, s, "gw-blip") // back, and acknowledging
+	if code := s.Do(t, s.AdminKey, "POST", "/v1/connections/"+c.ID+"/enable?wait=applied&timeout=5s", nil, &out); code != 200 {
+		t.Fatalf("enable: %d", code)
+	}
+	if out.Gateways != 1 || out.Acknowledged != 1 {
+		t.Errorf("after it reconnected: %+v, want it acknowledged", out)
+	}
+}

@@ -8,8 +8,36 @@ import (
 	"sync"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
+
 	"github.com/conngate/conngate/caddymodule/controlapi"
 )
+
+// registries shares one gateway registry among the configs that use the same
+// store: a config reload ends every change stream, and the gateways
+// reconnect within a second; a registry of the new config's own would know
+// none of them meanwhile, and ?wait=applied would wait for nobody.
+var registries = caddy.NewUsagePool()
+
+type pooledRegistry struct{ *gatewayRegistry }
+
+func (pooledRegistry) Destruct() error { return nil }
+
+// loadRegistry returns the registry shared under key (the store's config).
+func loadRegistry(key string) (*gatewayRegistry, error) {
+	v, _, err := registries.LoadOrNew(key, func() (caddy.Destructor, error) {
+		return pooledRegistry{newGatewayRegistry()}, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.(pooledRegistry).gatewayRegistry, nil
+}
+
+// gatewayGrace is how long a gateway whose streams all ended still counts:
+// a reconnecting gateway (after a reload, a network blip) is waited for by
+// ?wait=applied rather than forgotten.
+const gatewayGrace = 10 * time.Second
 
 // gatewayRegistry knows which gateways are subscribed to the change stream
 // and which revision each has applied, so that a change can wait until every
@@ -28,6 +56,9 @@ type gatewayState struct {
 	applied     uint64
 	connectedAt time.Time
 	lastAckAt   time.Time
+	// goneAt is when its last stream ended; zero while it has one. It is
+	// forgotten gatewayGrace after.
+	goneAt time.Time
 }
 
 func newGatewayRegistry() *gatewayRegistry {
@@ -44,18 +75,30 @@ func (g *gatewayRegistry) broadcast() {
 func (g *gatewayRegistry) subscribe(id string) (unsubscribe func()) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	g.forgetGone(time.Now())
 	st := g.gateways[id]
 	if st == nil {
 		st = &gatewayState{id: id, connectedAt: time.Now().UTC()}
 		g.gateways[id] = st
 	}
 	st.streams++
+	st.goneAt = time.Time{}
 	return func() {
 		g.mu.Lock()
 		defer g.mu.Unlock()
 		if st.streams--; st.streams == 0 {
-			delete(g.gateways, id)
+			st.goneAt = time.Now()
 			g.broadcast()
+		}
+	}
+}
+
+// forgetGone drops the gateways gone for longer than gatewayGrace. It must
+// be called with mu held.
+func (g *gatewayRegistry) forgetGone(now time.Time) {
+	for id, st := range g.gateways {
+		if st.streams == 0 && now.Sub(st.goneAt) > gatewayGrace {
+			delete(g.gateways, id)
 		}
 	}
 }
@@ -65,8 +108,8 @@ func (g *gatewayRegistry) ack(id string, revision uint64) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	st := g.gateways[id]
-	if st == nil {
-		return false
+	if st == nil || st.streams == 0 {
+		return false // acknowledgements count only while subscribed
 	}
 	st.lastAckAt = time.Now().UTC()
 	if revision > st.applied {
@@ -81,6 +124,7 @@ func (g *gatewayRegistry) ack(id string, revision uint64) bool {
 // ids of those that had not applied it.
 func (g *gatewayRegistry) waitApplied(ctx context.Context, revision uint64) (total int, pending []string) {
 	g.mu.Lock()
+	g.forgetGone(time.Now())
 	ids := make([]string, 0, len(g.gateways))
 	for id := range g.gateways {
 		ids = append(ids, id)
@@ -115,8 +159,12 @@ func (g *gatewayRegistry) waitApplied(ctx context.Context, revision uint64) (tot
 func (g *gatewayRegistry) list(latest uint64) []controlapi.Gateway {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	g.forgetGone(time.Now())
 	views := make([]controlapi.Gateway, 0, len(g.gateways))
 	for _, st := range g.gateways {
+		if st.streams == 0 {
+			continue // reconnecting, maybe: ?wait=applied still waits for it
+		}
 		v := controlapi.Gateway{ID: st.id, Streams: st.streams, AppliedRevision: st.applied, ConnectedAt: st.connectedAt}
 		if latest > st.applied {
 			v.LagRevisions = latest - st.applied
