@@ -2,10 +2,8 @@ package cli_test
 
 import (
 	"context"
-	"encoding/json"
 	"path/filepath"
 	"regexp"
-	"strings"
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
@@ -46,17 +44,7 @@ func TestApps(t *testing.T) {
 	t.Setenv("CONNGATE_ADMIN_KEY", "")
 	secret := regexp.MustCompile(`(?m)^[A-Za-z0-9_-]{43}$`)
 
-	tests := []struct {
-		name      string
-		stdin     string
-		args      []string
-		code      int
-		stdout    []string
-		notStdout []string
-		stderr    []string
-		json      bool
-		check     func(t *testing.T, stdout string)
-	}{
+	tests := []cliCase{
 		{name: "create prints the client secret once", args: []string{"apps", "create", "--name", "Slack", "--org", "org-1", "--redirect-uri", "https://slack.example/cb", "--redirect-uri", "http://127.0.0.1:8080/cb"},
 			stdout: []string{"CLIENT ID", "Slack", "client_secret_basic", "client secret (shown once"},
 			check: func(t *testing.T, stdout string) {
@@ -123,39 +111,5 @@ func TestApps(t *testing.T) {
 		{name: "help lists the apps commands", args: []string{"apps", "--help"},
 			stdout: []string{"list", "create", "delete", "secret"}},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			stdout, stderr, code := run(t, tt.stdin, tt.args...)
-			if code != tt.code {
-				t.Errorf("exit code %d, want %d", code, tt.code)
-			}
-			for _, s := range tt.stdout {
-				if !strings.Contains(stdout, s) {
-					t.Errorf("stdout lacks %q", s)
-				}
-			}
-			for _, s := range tt.notStdout {
-				if strings.Contains(stdout, s) {
-					t.Errorf("stdout has %q", s)
-				}
-			}
-			for _, s := range tt.stderr {
-				if !strings.Contains(stderr, s) {
-					t.Errorf("stderr lacks %q", s)
-				}
-			}
-			if tt.json && !json.Valid([]byte(stdout)) {
-				t.Errorf("stdout is not JSON")
-			}
-			if n := strings.Count(stderr, "error:"); tt.code != 0 && n != 1 || tt.code == 0 && n != 0 {
-				t.Errorf("%d error messages for exit code %d", n, tt.code)
-			}
-			if tt.check != nil {
-				tt.check(t, stdout)
-			}
-			if t.Failed() {
-				t.Logf("stdout:\n%s\nstderr:\n%s", stdout, stderr)
-			}
-		})
-	}
+	runCases(t, tests)
 }

@@ -109,18 +109,7 @@ func TestConnections(t *testing.T) {
 	t.Setenv("CONNGATE_KEY", srv.AdminKey)
 	t.Setenv("CONNGATE_ADMIN_KEY", "")
 
-	tests := []struct {
-		name      string
-		env       map[string]string
-		stdin     string
-		args      []string
-		code      int
-		stdout    []string // each printed to stdout
-		notStdout []string // none printed to stdout
-		stderr    []string // each printed to stderr
-		json      bool     // stdout is JSON
-		check     func(t *testing.T, stdout string)
-	}{
+	tests := []cliCase{
 		{name: "list prints a table", args: []string{"list", "--org", "org-1"},
 			stdout: []string{"ID", "STATUS", shown.ID, deleted.ID}},
 		{name: "list --json prints the API's page", args: []string{"list", "--org", "org-1", "--json"}, json: true,
@@ -195,6 +184,26 @@ func TestConnections(t *testing.T) {
 		{name: "unreachable endpoint", args: []string{"list", "--endpoint", gone.URL}, code: 1,
 			stderr: []string{"reaching " + gone.URL}},
 	}
+	runCases(t, tests)
+}
+
+// cliCase is one command run and what it must print and exit with.
+type cliCase struct {
+	name      string
+	env       map[string]string
+	stdin     string
+	args      []string
+	code      int
+	stdout    []string // each printed to stdout
+	notStdout []string // none printed to stdout
+	stderr    []string // each printed to stderr
+	json      bool     // stdout is JSON
+	check     func(t *testing.T, stdout string)
+}
+
+// runCases runs each case as a subtest.
+func runCases(t *testing.T, tests []cliCase) {
+	t.Helper()
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			for k, v := range tt.env {
