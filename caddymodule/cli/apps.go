@@ -97,17 +97,7 @@ func createApp(s *session, _ []string) (int, error) {
 	if n.ClientName == "" || n.OrgID == "" || len(n.RedirectURIs) == 0 {
 		return exitUsage, errors.New("--name, --org and --redirect-uri are required")
 	}
-	var app controlapi.App
-	raw, code, err := s.call(http.MethodPost, controlapi.PathApps, n, &app)
-	if err != nil {
-		return code, err
-	}
-	if s.json {
-		return s.print(raw)
-	}
-	s.table(appRows(app)...)
-	printSecret(s, app)
-	return exitOK, nil
+	return s.appAnswer(http.MethodPost, controlapi.PathApps, n)
 }
 
 func deleteApp(s *session, args []string) (int, error) {
@@ -147,8 +137,14 @@ func rotateSecret(s *session, args []string) (int, error) {
 	if !s.confirmed(fmt.Sprintf("Rotate the client secret of app %s? Its current secret stops working at once.\nType yes to rotate: ", id)) {
 		return exitAborted, errors.New("not rotated")
 	}
+	return s.appAnswer(http.MethodPost, controlapi.AppSecretPath(id), nil)
+}
+
+// appAnswer sends a request answered with an app and prints the app, with
+// its client secret when the answer carries one.
+func (s *session) appAnswer(method, path string, body any) (int, error) {
 	var app controlapi.App
-	raw, code, err := s.call(http.MethodPost, controlapi.AppSecretPath(id), nil, &app)
+	raw, code, err := s.call(method, path, body, &app)
 	if err != nil {
 		return code, err
 	}
