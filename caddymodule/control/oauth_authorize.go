@@ -5,6 +5,7 @@ import (
 	"html/template"
 	"net/http"
 	"net/url"
+	"slices"
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
@@ -70,7 +71,7 @@ func (c *Control) readAuthRequest(r *http.Request, q url.Values) (authRequest, e
 	switch {
 	case req.RedirectURI == "" && len(app.RedirectURIs) == 1:
 		req.RedirectURI = app.RedirectURIs[0] // section 3.1.2.3: one registered URI may be left out
-	case !contains(app.RedirectURIs, req.RedirectURI):
+	case !slices.Contains(app.RedirectURIs, req.RedirectURI):
 		return req, &authError{status: http.StatusBadRequest, code: controlapi.OAuthInvalidRequest,
 			message: "This link is not valid: its redirect_uri is not one that " + app.Name + " registered. Go back to the application and try again."}
 	}
@@ -90,15 +91,6 @@ func (c *Control) readAuthRequest(r *http.Request, q url.Values) (authRequest, e
 		return fail(controlapi.OAuthInvalidRequest, "state and scope may be at most 1024 characters.")
 	}
 	return req, nil
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 // backToApp is the redirect URI with the answer's parameters added to its
@@ -248,7 +240,7 @@ func (c *Control) decideAuthorize(w http.ResponseWriter, r *http.Request) error 
 		return &authError{status: http.StatusBadRequest, code: controlapi.OAuthInvalidRequest, message: "The form must approve or deny."}
 	}
 	org := form.Get("org_id")
-	if !contains(authorisableOrgs(p), org) {
+	if !slices.Contains(authorisableOrgs(p), org) {
 		return &authError{status: http.StatusForbidden, code: controlapi.OAuthAccessDenied,
 			message: p.id + " may not authorise applications in organisation " + org + "."}
 	}
@@ -285,7 +277,7 @@ func (c *Control) signIn(w http.ResponseWriter, r *http.Request, form url.Values
 func withoutFields(form url.Values, names ...string) url.Values {
 	out := url.Values{}
 	for k, v := range form {
-		if !contains(names, k) {
+		if !slices.Contains(names, k) {
 			out[k] = v
 		}
 	}
