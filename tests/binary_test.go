@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -51,18 +50,6 @@ func freePort(t testing.TB) int {
 type caddyProcess struct {
 	cmd *exec.Cmd
 	log *bytes.Buffer
-}
-
-// isolatedEnv keeps the process away from the user's Caddy data and config
-// and from any CONNGATE_ variables of the shell running the tests.
-func isolatedEnv(dir string, extra ...string) []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "CONNGATE_") && !strings.HasPrefix(kv, "HOME=") && !strings.HasPrefix(kv, "XDG_") {
-			env = append(env, kv)
-		}
-	}
-	return append(env, append([]string{"HOME=" + dir, "XDG_DATA_HOME=" + dir + "/xdg-data", "XDG_CONFIG_HOME=" + dir + "/xdg-config"}, extra...)...)
 }
 
 // runCaddy runs a caddy subcommand to completion in dir and returns its output.

@@ -78,7 +78,7 @@ func newBrowserDemo(t *testing.T) *browserDemo {
 }
 `, gw, b.control, strings.TrimPrefix(upstream.URL, "http://"), ctl, filepath.Join(dir, "conngate.db"), filepath.Join(dir, "principals.json"))
 	writeSite(t, dir, caddyfile)
-	b.env = isolatedEnv(dir, "CONNGATE_ADMIN_KEY="+b.adminKey, "CONNGATE_GATEWAY_KEY="+controltest.RandomKey())
+	b.env = IsolatedEnv(dir, "CONNGATE_ADMIN_KEY="+b.adminKey, "CONNGATE_GATEWAY_KEY="+controltest.RandomKey())
 	startCaddy(t, dir, b.env, b.control+"/.well-known/jwks.json")
 	waitGateways(t, b.demo, 1)
 

@@ -14,7 +14,7 @@ import (
 func (d *demo) cli(t *testing.T, stdin string, args ...string) (string, int) {
 	t.Helper()
 	cmd := exec.Command(caddyBin, append([]string{"connections"}, args...)...)
-	cmd.Env = append(isolatedEnv(d.dir), "CONNGATE_ENDPOINT="+d.control, "CONNGATE_KEY="+d.adminKey)
+	cmd.Env = append(IsolatedEnv(d.dir), "CONNGATE_ENDPOINT="+d.control, "CONNGATE_KEY="+d.adminKey)
 	cmd.Stdin = strings.NewReader(stdin)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out

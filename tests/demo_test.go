@@ -90,7 +90,7 @@ func newDemo(t *testing.T) *demo {
 	if err := os.WriteFile(filepath.Join(d.dir, "Caddyfile"), []byte(d.caddyfile), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	d.env = isolatedEnv(d.dir, "CONNGATE_ADMIN_KEY="+d.adminKey, "CONNGATE_GATEWAY_KEY="+controltest.RandomKey())
+	d.env = IsolatedEnv(d.dir, "CONNGATE_ADMIN_KEY="+d.adminKey, "CONNGATE_GATEWAY_KEY="+controltest.RandomKey())
 	return d
 }
 
@@ -338,7 +338,7 @@ func TestExampleAdaptsAndValidates(t *testing.T) {
 	dir := t.TempDir()
 	example, _ := os.ReadFile("../Caddyfile.example")
 	os.WriteFile(filepath.Join(dir, "Caddyfile.example"), example, 0o600)
-	env := isolatedEnv(dir, "CONNGATE_ADMIN_KEY="+controltest.RandomKey(), "CONNGATE_GATEWAY_KEY="+controltest.RandomKey())
+	env := IsolatedEnv(dir, "CONNGATE_ADMIN_KEY="+controltest.RandomKey(), "CONNGATE_GATEWAY_KEY="+controltest.RandomKey())
 	if out, err := runCaddy(t, dir, env, "adapt", "--config", "Caddyfile.example"); err != nil {
 		t.Fatalf("adapt: %v\n%s", err, out)
 	}
@@ -346,7 +346,7 @@ func TestExampleAdaptsAndValidates(t *testing.T) {
 		t.Fatalf("validate: %v\n%s", err, out)
 	}
 	// Without the keys, validation fails and says which one is missing.
-	out, err := runCaddy(t, dir, isolatedEnv(dir), "validate", "--config", "Caddyfile.example")
+	out, err := runCaddy(t, dir, IsolatedEnv(dir), "validate", "--config", "Caddyfile.example")
 	if err == nil || !strings.Contains(out, "is that variable set?") {
 		t.Fatalf("validate without keys: %v\n%s", err, out)
 	}

@@ -49,7 +49,7 @@ func TestGateRefusalsReachHandleErrors(t *testing.T) {
 }
 `, custom, gate, plain, gate, ctl, filepath.Join(dir, "conngate.db")))
 	adminKey := controltest.RandomKey()
-	env := isolatedEnv(dir, "CONNGATE_ADMIN_KEY="+adminKey, "CONNGATE_GATEWAY_KEY="+controltest.RandomKey())
+	env := IsolatedEnv(dir, "CONNGATE_ADMIN_KEY="+adminKey, "CONNGATE_GATEWAY_KEY="+controltest.RandomKey())
 	startCaddy(t, dir, env, control+"/.well-known/jwks.json")
 
 	admin := func(method, path, body string) map[string]any {

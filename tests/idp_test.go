@@ -61,7 +61,7 @@ func TestIdentityProviderTokens(t *testing.T) {
 `, gw, control, strings.TrimPrefix(upstream.URL, "http://"), ctl, filepath.Join(dir, "conngate.db"))
 	writeSite(t, dir, caddyfile)
 	d := &demo{control: control, adminKey: controltest.RandomKey(), gateway: fmt.Sprintf("http://127.0.0.1:%d", gw)}
-	env := isolatedEnv(dir, "CONNGATE_ADMIN_KEY="+d.adminKey, "CONNGATE_GATEWAY_KEY="+controltest.RandomKey(), "JWT_SECRET="+secret)
+	env := IsolatedEnv(dir, "CONNGATE_ADMIN_KEY="+d.adminKey, "CONNGATE_GATEWAY_KEY="+controltest.RandomKey(), "JWT_SECRET="+secret)
 	startCaddy(t, dir, env, control+"/.well-known/jwks.json")
 	waitGateways(t, d, 1)
 

@@ -44,7 +44,7 @@ func TestPrincipalsThroughTheBinary(t *testing.T) {
 }
 `, adm, ctl, filepath.Join(dir, "conngate.db"), filepath.Join(dir, "principals.json"))
 	writeSite(t, dir, caddyfile)
-	startCaddy(t, dir, isolatedEnv(dir, "CONNGATE_ADMIN_KEY="+d.adminKey), d.control+"/.well-known/jwks.json")
+	startCaddy(t, dir, IsolatedEnv(dir, "CONNGATE_ADMIN_KEY="+d.adminKey), d.control+"/.well-known/jwks.json")
 
 	as := func(key, method, path, body string) (int, map[string]any) {
 		req, _ := http.NewRequest(method, d.control+path, strings.NewReader(body))

@@ -24,7 +24,7 @@ func BenchmarkRevocationLatency(b *testing.B) {
 	const gateways, connections = 3, 200
 	dir := b.TempDir()
 	adminKey, gatewayKey := controltest.RandomKey(), controltest.RandomKey()
-	env := isolatedEnv(dir, "CONNGATE_ADMIN_KEY="+adminKey, "CONNGATE_GATEWAY_KEY="+gatewayKey)
+	env := IsolatedEnv(dir, "CONNGATE_ADMIN_KEY="+adminKey, "CONNGATE_GATEWAY_KEY="+gatewayKey)
 
 	controlPort := freePort(b)
 	control := fmt.Sprintf("http://127.0.0.1:%d", controlPort)

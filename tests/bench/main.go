@@ -31,6 +31,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/conngate/conngate/tests"
 )
 
 type options struct {
@@ -171,7 +173,7 @@ func run(ctx context.Context, o options) error {
 	}
 
 	adminKey, gatewayKey := randomKey(), randomKey()
-	env := isolatedEnv(dir, "CONNGATE_ADMIN_KEY="+adminKey, "CONNGATE_GATEWAY_KEY="+gatewayKey, "BENCH_CONTROL_KEY="+gatewayKey)
+	env := tests.IsolatedEnv(dir, "CONNGATE_ADMIN_KEY="+adminKey, "CONNGATE_GATEWAY_KEY="+gatewayKey, "BENCH_CONTROL_KEY="+gatewayKey)
 
 	upPort := freePort()
 	upstream, err := start("upstream", dir, env, self, "upstream", fmt.Sprintf("127.0.0.1:%d", upPort))
