@@ -2,9 +2,6 @@ package control
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/http"
@@ -222,11 +219,8 @@ func (c *Control) loadApp(r *http.Request) (store.App, error) {
 // base64url (safe in a form-encoded Basic header), and its sha-256, which
 // is all that is stored.
 func newClientSecret() (secret string, hash []byte) {
-	b := make([]byte, 32)
-	rand.Read(b) // never fails
-	secret = base64.RawURLEncoding.EncodeToString(b)
-	sum := sha256.Sum256([]byte(secret))
-	return secret, sum[:]
+	secret = newOpaqueToken()
+	return secret, hashToken(secret)
 }
 
 func appNotFound(id string) *controlapi.Error {

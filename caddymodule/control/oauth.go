@@ -150,8 +150,7 @@ func (c *Control) authenticateClient(r *http.Request, form url.Values) (store.Ap
 		}
 		return app, nil
 	}
-	sum := sha256.Sum256([]byte(secret))
-	if secret == "" || subtle.ConstantTimeCompare(sum[:], app.SecretHash) != 1 {
+	if secret == "" || subtle.ConstantTimeCompare(hashToken(secret), app.SecretHash) != 1 {
 		return store.App{}, unknown
 	}
 	return app, nil
@@ -163,7 +162,8 @@ func appActor(r *http.Request, app store.App, reason string) store.Actor {
 	return store.Actor{ID: "app:" + app.ID, RequestID: requestID(r), Reason: reason}
 }
 
-// hashToken is how codes and refresh tokens are stored: only their sha-256.
+// hashToken is how codes, refresh tokens and client secrets are stored:
+// only their sha-256.
 func hashToken(token string) []byte {
 	sum := sha256.Sum256([]byte(token))
 	return sum[:]
