@@ -23,6 +23,7 @@ import "context"
 type Store interface {
 	AppStore
 	GrantStore
+	GatewayStore
 
 	// Create stores a new active connection, and its audit entry. With
 	// n.AppID set the app must exist, else ErrAppNotFound.

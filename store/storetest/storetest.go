@@ -44,6 +44,8 @@ func Run(t *testing.T, open Opener, changeLogSize int) {
 	t.Run("RefreshTokens", func(t *testing.T) { testRefreshTokens(t, open) })
 	t.Run("ConcurrentRotations", func(t *testing.T) { testConcurrentRotations(t, open) })
 	t.Run("DeleteAppGrants", func(t *testing.T) { testDeleteAppGrants(t, open) })
+	t.Run("Gateways", func(t *testing.T) { testGateways(t, open) })
+	t.Run("Fingerprints", func(t *testing.T) { testFingerprints(t, open) })
 }
 
 // testActor is who the suite's changes are recorded as.
