@@ -9,6 +9,8 @@
 //
 //	go run ./tests/bench                  # the full run, about 8 minutes; writes docs/
 //	go run ./tests/bench -smoke           # a few seconds of everything, writes nothing (CI)
+//	go run ./tests/bench -writes -revisions HEAD~3,. -rounds 5 -toggles 3000
+//	                                      # control endpoint writes only, two builds side by side
 //
 // It needs wrk (apt-get install wrk).
 package main
@@ -48,6 +50,11 @@ type options struct {
 	chart      string
 	profileDir string
 	keep       bool
+
+	writesOnly     bool
+	revisions      []string
+	gateways       int
+	profileSeconds int
 }
 
 func main() {
@@ -68,6 +75,11 @@ func main() {
 	flag.StringVar(&o.chart, "chart", "docs/load-benchmark.png", "PNG chart written")
 	flag.StringVar(&o.profileDir, "profile-dir", "", "if set, one extra round per gate setup and pool with a CPU profile of its Caddy written here")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory (logs, store)")
+	flag.BoolVar(&o.writesOnly, "writes", false, "only the control endpoint's writes through HTTP: -rounds rounds of -toggles creates and 2x -toggles status changes from -writers clients")
+	var revisions string
+	flag.StringVar(&revisions, "revisions", ".", "with -writes, comma-separated git revisions whose binaries are measured side by side in alternating rounds; . is the working tree")
+	flag.IntVar(&o.gateways, "gateways", 2, "with -writes, gateways subscribed to each control endpoint's change stream")
+	flag.IntVar(&o.profileSeconds, "profile-seconds", 5, "with -writes and -profile-dir, length of each control endpoint profile")
 	flag.Parse()
 	for _, p := range strings.Split(pools, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(p))
@@ -78,6 +90,7 @@ func main() {
 		o.pools = append(o.pools, n)
 	}
 	slices.Sort(o.pools)
+	o.revisions = strings.Split(revisions, ",")
 	if o.smoke {
 		set := map[string]bool{}
 		flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
@@ -92,7 +105,12 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	err := run(ctx, o)
+	var err error
+	if o.writesOnly {
+		err = runWrites(ctx, o)
+	} else {
+		err = run(ctx, o)
+	}
 	stopAll()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)

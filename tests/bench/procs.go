@@ -123,7 +123,12 @@ func (p *proc) exited() bool {
 
 // cpu returns the user+system CPU time the process has used so far.
 func (p *proc) cpu() time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+	return cpuOf(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+}
+
+// cpuOf reads the user+system CPU time from a /proc/<pid>/stat file.
+func cpuOf(statFile string) time.Duration {
+	b, err := os.ReadFile(statFile)
 	if err != nil {
 		return 0
 	}
