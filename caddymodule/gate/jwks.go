@@ -19,13 +19,19 @@ import (
 	"golang.org/x/sync/singleflight"
 )
 
-// JWKS fetching. A fetch never takes longer than jwksFetchTimeout; a request
-// with an unknown kid waits at most jwksWaitMax for the refresh it triggers,
-// and such refreshes run at most once per jwksUnknownKIDInterval per set.
+// JWKS fetching. A fetch never takes longer than jwksFetchTimeout, one for
+// an unknown kid never longer than jwksOnDemandTimeout; a request with an
+// unknown kid waits at most jwksWaitMax for the refresh it triggers. After
+// such a refresh succeeds the next one may start jwksUnknownKIDInterval
+// later, after it fails (the provider is down or hangs) jwksRetryAfterFailure
+// later: a key published as the provider comes back is found at once, not
+// after the interval.
 const (
 	jwksFetchTimeout       = 5 * time.Second
+	jwksOnDemandTimeout    = 2 * time.Second
 	jwksWaitMax            = 500 * time.Millisecond
 	jwksUnknownKIDInterval = 10 * time.Second
+	jwksRetryAfterFailure  = 500 * time.Millisecond
 	jwksMaxBytes           = 1 << 20
 	// At start-up a key set served by this same Caddy (the control
 	// endpoint's) is unreachable until its listener is up, a moment after
@@ -51,7 +57,7 @@ type jwksSet struct {
 
 	loaded       atomic.Bool // a fetch has succeeded at least once
 	flights      singleflight.Group
-	lastOnDemand atomic.Int64 // unix nanoseconds of the last unknown-kid refresh
+	nextOnDemand atomic.Int64 // unix nanoseconds before which no unknown-kid refresh starts
 	mu           sync.Mutex
 	digest       [sha256.Size]byte // of the last key set stored
 }
@@ -125,51 +131,70 @@ func (s *jwksSet) refresh(ctx context.Context) error {
 	if len(body) > jwksMaxBytes {
 		return fmt.Errorf("key set larger than %d bytes", jwksMaxBytes)
 	}
+	digest := sha256.Sum256(bytes.TrimSpace(body))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if digest == s.digest {
+		s.loaded.Store(true)
+		return nil
+	}
 	var set jwkset.JWKSMarshal
 	if err := json.Unmarshal(body, &set); err != nil {
 		return fmt.Errorf("decoding key set: %w", err)
 	}
 	keys := make([]jwkset.JWK, 0, len(set.Keys))
+	var refused []string
 	for _, m := range set.Keys {
 		k, err := jwkset.NewJWKFromMarshal(m, jwkset.JWKMarshalOptions{}, jwkset.JWKValidateOptions{})
-		if err != nil {
-			s.logger.Debug("skipping a key of the set", zap.String("kid", m.KID), zap.Error(err))
-			continue
+		if err == nil {
+			err = checkJWK(k)
 		}
-		keys = append(keys, k)
+		switch {
+		case errors.Is(err, errNotForSigning):
+			// An encryption key beside the signing keys is normal.
+			s.logger.Debug("skipping a key of the set", zap.String("kid", m.KID), zap.Error(err))
+		case err != nil:
+			refused = append(refused, fmt.Sprintf("kid %q: %v", m.KID, err))
+		default:
+			keys = append(keys, k)
+		}
+	}
+	if len(refused) > 0 {
+		// Once per set that differs from the last one, not per request.
+		s.logger.Warn("keys of the JSON Web Key Set refused", zap.Strings("refused", refused))
 	}
 	if len(keys) == 0 && len(set.Keys) > 0 {
 		return errors.New("no usable key in the key set")
-	}
-	defer s.loaded.Store(true)
-	digest := sha256.Sum256(bytes.TrimSpace(body))
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if digest == s.digest {
-		return nil
 	}
 	if err := s.storage.KeyReplaceAll(ctx, keys); err != nil {
 		return err
 	}
 	s.digest = digest
+	s.loaded.Store(true)
 	s.logger.Info("JSON Web Key Set loaded", zap.Int("keys", len(keys)))
 	s.onChange()
 	return nil
 }
 
 // refreshForUnknownKID refetches the set, once however many requests ask at
-// the same time and at most once per jwksUnknownKIDInterval, and waits for it
-// at most jwksWaitMax. It reports whether a refresh completed in time.
+// the same time and not before nextOnDemand, and waits for it at most
+// jwksWaitMax. It reports whether a refresh completed in time.
 func (s *jwksSet) refreshForUnknownKID(ctx context.Context) bool {
 	results := s.flights.DoChan("refresh", func() (any, error) {
-		now := time.Now().UnixNano()
-		if now-s.lastOnDemand.Load() < int64(jwksUnknownKIDInterval) {
+		if time.Now().UnixNano() < s.nextOnDemand.Load() {
 			return nil, errRefreshTooSoon
 		}
-		s.lastOnDemand.Store(now)
 		// Not the request's context: the requests that join this flight
 		// share its result.
-		return nil, s.refresh(context.Background())
+		fetch, cancel := context.WithTimeout(context.Background(), jwksOnDemandTimeout)
+		defer cancel()
+		err := s.refresh(fetch)
+		pause := jwksUnknownKIDInterval
+		if err != nil {
+			pause = jwksRetryAfterFailure
+		}
+		s.nextOnDemand.Store(time.Now().Add(pause).UnixNano())
+		return nil, err
 	})
 	wait := time.NewTimer(jwksWaitMax)
 	defer wait.Stop()

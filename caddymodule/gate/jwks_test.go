@@ -4,10 +4,13 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
+	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/MicahParks/jwkset"
 	"github.com/golang-jwt/jwt/v5"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -31,7 +34,7 @@ func jwksGate(t *testing.T, s *controltest.Server, jwks *jwksServer) *Gate {
 // allowOnDemandRefresh lifts the once-per-10s limit, as if 10 s had passed.
 func allowOnDemandRefresh(g *Gate) {
 	for _, set := range g.tokens.keys.jwks {
-		set.lastOnDemand.Store(0)
+		set.nextOnDemand.Store(0)
 	}
 }
 
@@ -200,6 +203,161 @@ func TestJWKSStartupRetriesQuietly(t *testing.T) {
 			if n := warnings(); n != 0 {
 				t.Errorf("%d warnings while the key set was only not up yet", n)
 			}
+		})
+	}
+}
+
+// Only signing keys verify, and only for their own algorithm: a key whose
+// "use" or "key_ops" says otherwise, or whose "alg" is not the token's, is
+// never tried, with or without a kid in the token. A key that says nothing
+// of its use or algorithm serves any algorithm of its type. RSA keys under
+// 2048 bits are refused, as they are from public_key.
+func TestJWKSKeyUseAlgAndSize(t *testing.T) {
+	s := controltest.Start(t, controltest.Options{})
+	conn := s.Create(t, "org-1").Connection.ID
+	rs, _, es, _ := newSigners()
+	weakKey, err := rsa.GenerateKey(rand.Reader, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	weak := signer{"rsa-1", jwt.SigningMethodRS256, weakKey}
+	jwks := newJWKSServer(t, rs)
+	g := jwksGate(t, s, jwks)
+	set := g.tokens.keys.jwks[0]
+
+	for i, tt := range []struct {
+		name   string
+		signer signer
+		meta   jwkset.JWKMetadataOptions
+		want   int
+	}{
+		{"use sig", rs, jwkset.JWKMetadataOptions{USE: jwkset.UseSig}, 200},
+		{"no use, no alg", rs, jwkset.JWKMetadataOptions{}, 200},
+		{"alg of the token", rs, jwkset.JWKMetadataOptions{ALG: jwkset.AlgRS256}, 200},
+		{"key_ops verify", rs, jwkset.JWKMetadataOptions{KEYOPS: []jwkset.KEYOPS{jwkset.KeyOpsVerify}}, 200},
+		{"use enc", rs, jwkset.JWKMetadataOptions{USE: jwkset.UseEnc}, 401},
+		{"key_ops encrypt", rs, jwkset.JWKMetadataOptions{KEYOPS: []jwkset.KEYOPS{jwkset.KeyOpsEncrypt}}, 401},
+		{"another signing alg", rs, jwkset.JWKMetadataOptions{ALG: jwkset.AlgRS512}, 401},
+		{"an encryption alg", rs, jwkset.JWKMetadataOptions{ALG: jwkset.AlgRSAOAEP}, 401},
+		{"RSA of 1024 bits", weak, jwkset.JWKMetadataOptions{USE: jwkset.UseSig}, 401},
+	} {
+		for _, withKID := range []bool{true, false} {
+			t.Run(fmt.Sprintf("%s, kid in the token %t", tt.name, withKID), func(t *testing.T) {
+				meta := tt.meta
+				meta.KID = tt.signer.kid
+				// An unrelated EC key keeps the set usable when the key
+				// under test is refused.
+				jwks.publishJWKs(jwkOf(tt.signer, meta), jwkOf(es, jwkset.JWKMetadataOptions{KID: es.kid}))
+				if err := set.refresh(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+				sign := tt.signer
+				if !withKID {
+					sign.kid = ""
+				}
+				claims := jwt.MapClaims{"cid": conn, "iss": s.Issuer, "aud": s.Audience, "exp": time.Now().Add(time.Hour).Unix(),
+					"case": fmt.Sprint(i, withKID)}
+				res := send(t, g, bearer(sign.sign(t, claims, nil)))
+				if res.status != tt.want {
+					t.Fatalf("%d %+v, want %d", res.status, res.body, tt.want)
+				}
+			})
+		}
+	}
+}
+
+// A refused key is logged once per key set fetched, with its kid and why,
+// never its material; keys for another use are not warned about.
+func TestJWKSRefusedKeysLoggedOnce(t *testing.T) {
+	rs, _, es, _ := newSigners()
+	weakKey, err := rsa.GenerateKey(rand.Reader, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	weak := signer{"weak-1", jwt.SigningMethodRS256, weakKey}
+	weakJWK := jwkOf(weak, jwkset.JWKMetadataOptions{KID: weak.kid})
+	jwks := newJWKSServer(t)
+	jwks.publishJWKs(jwkOf(rs, jwkset.JWKMetadataOptions{KID: rs.kid}), weakJWK,
+		jwkOf(es, jwkset.JWKMetadataOptions{KID: "enc-1", USE: jwkset.UseEnc}))
+	core, logs := observer.New(zapcore.DebugLevel)
+	set, err := newJWKSSet(jwks.URL, zap.New(core), func() {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if err := set.refresh(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	warned := logs.FilterLevelExact(zapcore.WarnLevel).All()
+	if len(warned) != 1 {
+		t.Fatalf("%d warnings for three fetches of one key set, want 1: %+v", len(warned), warned)
+	}
+	line := fmt.Sprint(warned[0].Message, warned[0].Context)
+	if !strings.Contains(line, `"weak-1"`) || !strings.Contains(line, "1024 bits") {
+		t.Errorf("the warning does not say which key and why: %s", line)
+	}
+	if strings.Contains(line, weakJWK.N) || strings.Contains(line, "enc-1") {
+		t.Errorf("the warning holds key material or an encryption key: %s", line)
+	}
+	all, _ := set.storage.KeyReadAll(context.Background())
+	if len(all) != 1 || all[0].Marshal().KID != rs.kid {
+		t.Errorf("stored keys: %d, want only %s", len(all), rs.kid)
+	}
+
+	jwks.publishJWKs(jwkOf(rs, jwkset.JWKMetadataOptions{KID: rs.kid}), weakJWK)
+	if err := set.refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := logs.FilterLevelExact(zapcore.WarnLevel).Len(); n != 2 {
+		t.Errorf("%d warnings after a changed key set, want 2", n)
+	}
+}
+
+// After an outage of the provider (failed or timed-out fetches), a key
+// published as it comes back verifies within about a second: a failed
+// refresh for an unknown kid does not hold back the next one for the
+// unknown-kid interval (10 s).
+func TestJWKSRetryAfterOutage(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		outage func(*jwksServer)
+		ended  func(*jwksServer) bool
+		end    func(*jwksServer)
+	}{
+		{"provider answers 500",
+			func(j *jwksServer) { j.failing.Store(true) },
+			func(j *jwksServer) bool { return true },
+			func(j *jwksServer) { j.failing.Store(false) }},
+		{"provider hangs",
+			func(j *jwksServer) { j.hang.engage() },
+			func(j *jwksServer) bool { return j.timedOut.Load() > 0 },
+			func(j *jwksServer) { j.hang.release() }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s := controltest.Start(t, controltest.Options{})
+			conn := s.Create(t, "org-1").Connection.ID
+			known, _, _, _ := newSigners()
+			jwks := newJWKSServer(t, known)
+			g := jwksGate(t, s, jwks)
+			_, key2 := testRSAKeys()
+			fresh := signer{"rsa-after-outage", jwt.SigningMethodRS256, key2}
+			token := fresh.sign(t, jwt.MapClaims{"cid": conn, "iss": s.Issuer, "aud": s.Audience, "exp": time.Now().Add(time.Hour).Unix()}, nil)
+
+			tt.outage(jwks)
+			fetches := jwks.fetches.Load()
+			expectStatus(t, g, token, 401, "token_invalid")
+			if jwks.fetches.Load() == fetches {
+				t.Fatal("the unknown kid did not try to refresh the key set")
+			}
+			eventually(t, 2*jwksFetchTimeout, "the refresh failed", func() bool { return tt.ended(jwks) })
+			jwks.publish(known, fresh)
+			tt.end(jwks)
+			start := time.Now()
+			eventually(t, 1500*time.Millisecond, "the new key verifies", func() bool {
+				return send(t, g, bearer(token)).status == 200
+			})
+			t.Logf("verified %s after the provider came back", time.Since(start).Round(time.Millisecond))
 		})
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"sync/atomic"
 
@@ -85,7 +86,7 @@ func (k *keySources) keyfunc(ctx context.Context) jwt.Keyfunc {
 		if kid, ok := t.Header["kid"].(string); ok {
 			set.Keys = append(set.Keys, k.fromJWKS(ctx, t, kid, alg)...)
 		} else {
-			set.Keys = append(set.Keys, k.allFromJWKS(ctx, alg)...)
+			set.Keys = append(set.Keys, k.allFromJWKS(ctx, t, alg)...)
 		}
 		if len(set.Keys) == 0 {
 			if k.someSetNeverLoaded() {
@@ -112,10 +113,7 @@ func (k *keySources) fromJWKS(ctx context.Context, t *jwt.Token, kid, alg string
 	find := func() []jwt.VerificationKey {
 		var keys []jwt.VerificationKey
 		for _, s := range k.jwks {
-			key, err := s.keys.KeyfuncCtx(ctx)(t)
-			if err == nil && fits(alg, key) {
-				keys = append(keys, key)
-			}
+			keys = append(keys, s.keysFor(ctx, t, alg)...)
 		}
 		return keys
 	}
@@ -134,19 +132,33 @@ func (k *keySources) fromJWKS(ctx context.Context, t *jwt.Token, kid, alg string
 	return nil
 }
 
-// allFromJWKS returns every key of the sets that fits alg, for a token that
-// names no kid.
-func (k *keySources) allFromJWKS(ctx context.Context, alg string) []jwt.VerificationKey {
+// allFromJWKS returns every key of the sets that may verify alg, for a token
+// that names no kid.
+func (k *keySources) allFromJWKS(ctx context.Context, t *jwt.Token, alg string) []jwt.VerificationKey {
 	var keys []jwt.VerificationKey
 	for _, s := range k.jwks {
-		all, err := s.keys.VerificationKeySet(ctx)
-		if err != nil {
-			continue
-		}
-		for _, key := range all.Keys {
-			if fits(alg, key) {
-				keys = append(keys, key)
-			}
+		keys = append(keys, s.keysFor(ctx, t, alg)...)
+	}
+	return keys
+}
+
+// keysFor returns the keys of the set that may verify t: the key of its kid,
+// or every key when it names none. keyfunc leaves out a key whose "alg"
+// differs from the token's (a key without "alg" may serve any algorithm of
+// its type); keys of another "use" never reach the set (checkJWK).
+func (s *jwksSet) keysFor(ctx context.Context, t *jwt.Token, alg string) []jwt.VerificationKey {
+	found, err := s.keys.KeyfuncCtx(ctx)(t)
+	if err != nil {
+		return nil
+	}
+	candidates := []jwt.VerificationKey{found}
+	if set, ok := found.(jwt.VerificationKeySet); ok {
+		candidates = set.Keys
+	}
+	var keys []jwt.VerificationKey
+	for _, key := range candidates {
+		if fits(alg, key) {
+			keys = append(keys, key)
 		}
 	}
 	return keys
@@ -195,18 +207,46 @@ func readPublicKey(path string) (crypto.PublicKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
+	if err := checkPublicKey(key); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return key, nil
+}
+
+// errNotForSigning: a key of a JSON Web Key Set that is meant for something
+// else than verifying signatures ("use": "enc", or "key_ops" without
+// "verify").
+var errNotForSigning = errors.New("not a signature verification key")
+
+// checkJWK refuses a key of a JSON Web Key Set that must not verify tokens:
+// one for another use, or one checkPublicKey refuses. A key without "use"
+// or "key_ops" is accepted.
+func checkJWK(k jwkset.JWK) error {
+	m := k.Marshal()
+	if m.USE != "" && m.USE != jwkset.UseSig {
+		return fmt.Errorf("%w: use %q", errNotForSigning, m.USE)
+	}
+	if len(m.KEYOPS) > 0 && !slices.Contains(m.KEYOPS, jwkset.KeyOpsVerify) {
+		return fmt.Errorf("%w: key_ops %q", errNotForSigning, m.KEYOPS)
+	}
+	return checkPublicKey(k.Key())
+}
+
+// checkPublicKey refuses what the gate does not verify with, wherever the
+// key comes from: RSA under 2048 bits, other curves, other key types.
+func checkPublicKey(key any) error {
 	switch k := key.(type) {
 	case *rsa.PublicKey:
 		if k.N.BitLen() < 2048 {
-			return nil, fmt.Errorf("%s: RSA key of %d bits; want at least 2048", path, k.N.BitLen())
+			return fmt.Errorf("RSA key of %d bits; want at least 2048", k.N.BitLen())
 		}
 	case *ecdsa.PublicKey:
 		if k.Curve != elliptic.P256() && k.Curve != elliptic.P384() && k.Curve != elliptic.P521() {
-			return nil, fmt.Errorf("%s: unsupported curve", path)
+			return errors.New("unsupported curve")
 		}
 	case ed25519.PublicKey:
 	default:
-		return nil, fmt.Errorf("%s: unsupported key type %T", path, key)
+		return fmt.Errorf("unsupported key type %T", key)
 	}
-	return key, nil
+	return nil
 }

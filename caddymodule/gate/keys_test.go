@@ -90,31 +90,30 @@ func writePublicPEM(t testing.TB, s signer) (path string, der []byte) {
 // jwksServer serves a key set that a test can change, break or slow down.
 type jwksServer struct {
 	*httptest.Server
-	mu      sync.Mutex
-	signers []signer
-	failing atomic.Bool
-	hang    hold // while engaged, fetches get no answer
-	fetches atomic.Int32
+	mu       sync.Mutex
+	keys     []jwkset.JWKMarshal
+	failing  atomic.Bool
+	hang     hold // while engaged, fetches get no answer
+	fetches  atomic.Int32
+	timedOut atomic.Int32 // fetches the client gave up on while they hung
 }
 
 func newJWKSServer(t *testing.T, signers ...signer) *jwksServer {
-	j := &jwksServer{signers: signers}
+	j := &jwksServer{}
+	j.publish(signers...)
 	j.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		j.fetches.Add(1)
 		j.hang.wait(r.Context())
+		if r.Context().Err() != nil {
+			j.timedOut.Add(1)
+			return
+		}
 		if j.failing.Load() {
 			http.Error(w, "down", http.StatusInternalServerError)
 			return
 		}
 		j.mu.Lock()
-		set := jwkset.JWKSMarshal{}
-		for _, s := range j.signers {
-			k, err := jwkset.NewJWKFromKey(s.public(), jwkset.JWKOptions{Metadata: jwkset.JWKMetadataOptions{KID: s.kid, USE: jwkset.UseSig}})
-			if err != nil {
-				t.Error(err)
-			}
-			set.Keys = append(set.Keys, k.Marshal())
-		}
+		set := jwkset.JWKSMarshal{Keys: j.keys}
 		j.mu.Unlock()
 		json.NewEncoder(w).Encode(set)
 	}))
@@ -126,8 +125,27 @@ func newJWKSServer(t *testing.T, signers ...signer) *jwksServer {
 	return j
 }
 
+// publish serves the signers' public keys, each with its kid and "use": "sig".
 func (j *jwksServer) publish(signers ...signer) {
+	keys := make([]jwkset.JWKMarshal, 0, len(signers))
+	for _, s := range signers {
+		keys = append(keys, jwkOf(s, jwkset.JWKMetadataOptions{KID: s.kid, USE: jwkset.UseSig}))
+	}
+	j.publishJWKs(keys...)
+}
+
+// publishJWKs serves exactly these keys.
+func (j *jwksServer) publishJWKs(keys ...jwkset.JWKMarshal) {
 	j.mu.Lock()
-	j.signers = signers
+	j.keys = keys
 	j.mu.Unlock()
+}
+
+// jwkOf is the signer's public key as a JWK with the given parameters.
+func jwkOf(s signer, meta jwkset.JWKMetadataOptions) jwkset.JWKMarshal {
+	k, err := jwkset.NewJWKFromKey(s.public(), jwkset.JWKOptions{Metadata: meta})
+	if err != nil {
+		panic(err)
+	}
+	return k.Marshal()
 }
