@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"path/filepath"
 	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/conngate/conngate/store"
 )
@@ -61,8 +63,9 @@ func openBench(b *testing.B) *Store {
 }
 
 // parallelWriters calls write b.N times in all from writers goroutines and
-// reports writes per second.
+// reports writes per second and the process's CPU time per write.
 func parallelWriters(b *testing.B, writers int, write func() error) {
+	cpu0 := processCPU()
 	b.ResetTimer()
 	var left atomic.Int64
 	left.Store(int64(b.N))
@@ -84,4 +87,14 @@ func parallelWriters(b *testing.B, writers int, write func() error) {
 		}
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "writes/s")
+	b.ReportMetric(float64((processCPU()-cpu0).Microseconds())/float64(b.N), "cpu-us/write")
+}
+
+// processCPU is the user and system CPU time this process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
