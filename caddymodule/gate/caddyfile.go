@@ -52,6 +52,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		stream_idle_timeout <duration>
 //	}
 //
+// Durations must be positive, but stale_if_error may be 0 (strict
+// fail-closed).
+//
 // jwks_url, public_key, hmac_secret and forward_claim may be repeated;
 // issuer, audience, algorithms and require take one or more values and may
 // be repeated.
@@ -65,7 +68,6 @@ func (g *Gate) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		"ttl":                   &g.TTL,
 		"control_timeout":       &g.ControlTimeout,
 		"disconnected_ttl":      &g.DisconnectedTTL,
-		"stale_if_error":        &g.StaleIfError,
 		"stream_idle_timeout":   &g.StreamIdleTimeout,
 		"jwks_refresh_interval": &g.JWKSRefreshInterval,
 		"max_token_age":         &g.MaxTokenAge,
@@ -147,7 +149,18 @@ func (g *Gate) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("token_cache_size %q: want a size such as 64MiB (at least 1MiB)", s)
 			}
 			g.TokenCacheBytes = int64(n)
-		case "leeway", "ttl", "control_timeout", "disconnected_ttl", "stale_if_error", "stream_idle_timeout", "jwks_refresh_interval", "max_token_age":
+		case "stale_if_error":
+			// 0 is a choice here (strict fail-closed), not "the default".
+			var s string
+			if err := cfgargs.One(d, &s); err != nil {
+				return err
+			}
+			dur, err := caddy.ParseDuration(s)
+			if err != nil || dur < 0 {
+				return d.Errf("stale_if_error %q: want a duration such as 30s, or 0", s)
+			}
+			g.StaleIfError = new(caddy.Duration(dur))
+		case "leeway", "ttl", "control_timeout", "disconnected_ttl", "stream_idle_timeout", "jwks_refresh_interval", "max_token_age":
 			if err := cfgargs.Duration(d, name, durations[name]); err != nil {
 				return err
 			}

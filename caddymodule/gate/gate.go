@@ -62,7 +62,7 @@ type Gate struct {
 	// /.well-known/jwks.json.
 	JWKSURLs []string `json:"jwks_urls,omitempty"`
 
-	// How often the key sets are fetched again. Default: 5m.
+	// How often the key sets are fetched again. Default: 5m; at most 24h.
 	JWKSRefreshInterval caddy.Duration `json:"jwks_refresh_interval,omitempty"`
 
 	// PEM files with public keys (RSA of 2048 bits or more, ECDSA P-256,
@@ -80,7 +80,8 @@ type Gate struct {
 	// any audience.
 	Audiences []string `json:"audiences,omitempty"`
 
-	// Clock skew tolerated when checking exp, nbf and iat. Default: 30s.
+	// Clock skew tolerated when checking exp, nbf and iat. Default: 30s;
+	// at most 5m.
 	Leeway caddy.Duration `json:"leeway,omitempty"`
 
 	// Accepted signature algorithms (JWS "alg" names). Default: EdDSA.
@@ -89,7 +90,8 @@ type Gate struct {
 	// Claims a token must carry, whatever their value.
 	Require []string `json:"require,omitempty"`
 
-	// Maximum age of a token, counted from its iat. Default: none.
+	// Maximum age of a token, counted from its iat. Default: none; at
+	// most 720h (30 days).
 	MaxTokenAge caddy.Duration `json:"max_token_age,omitempty"`
 
 	// Claim that holds the connection id: a claim of that name or, if
@@ -128,38 +130,46 @@ type Gate struct {
 	GatewayID string `json:"gateway_id,omitempty"`
 
 	// Maximum number of connection statuses kept in memory (about 250
-	// bytes each). Default: 1000000.
+	// bytes each). Default: 1000000. A reload applies a new size to the
+	// cache it keeps.
 	CacheSize int `json:"cache_size,omitempty"`
 
 	// How long a status may be served from memory while the change stream
 	// is connected. The stream pushes every change, so by default there is
 	// no limit: statuses leave the cache by size (the least used first) or
 	// by the disconnected rules. A ttl makes every status be looked up
-	// again that long after its lookup, on the request path. Default: none.
+	// again that long after its lookup, on the request path. Default: none;
+	// at most 24h.
 	TTL caddy.Duration `json:"ttl,omitempty"`
 
 	// How long a status may be served from memory while the change stream
 	// is down, counted from the later of its lookup and the disconnection.
-	// Default: 1s.
+	// Default: 1s; at most 5m.
 	DisconnectedTTL caddy.Duration `json:"disconnected_ttl,omitempty"`
 
 	// How much longer than disconnected_ttl a cached status may still be
 	// served when the control endpoint cannot be reached; past that the
-	// answer is 503. Default: 30s.
-	StaleIfError caddy.Duration `json:"stale_if_error,omitempty"`
+	// answer is 503. 0 is strict fail-closed: no status older than
+	// disconnected_ttl is ever served. Absent (null) means the default,
+	// 30s; at most 10m.
+	StaleIfError *caddy.Duration `json:"stale_if_error,omitempty"`
 
 	// How long the change stream may stay silent (the control endpoint
 	// sends heartbeats) before the gateway drops it and reconnects.
-	// Default: 45s.
+	// Default: 45s; at most 10m. Gates sharing a change stream (same
+	// control_url, control_key and gateway_id) must agree on it, and a
+	// reload cannot change it: the stream keeps running across reloads.
 	StreamIdleTimeout caddy.Duration `json:"stream_idle_timeout,omitempty"`
 
-	tokens    *tokenVerifier
-	jwksStop  context.CancelFunc
-	source    *statusSource
-	sourceKey string
-	policy    freshnessPolicy
-	metrics   *metrics
-	logger    *zap.Logger
+	tokens   *tokenVerifier
+	jwksStop context.CancelFunc
+	// ownHeaders are the request headers the gate sets for the upstream.
+	ownHeaders []string
+	source     *statusSource
+	sourceKey  string
+	policy     freshnessPolicy
+	metrics    *metrics
+	logger     *zap.Logger
 	// now is the clock of every decision by time (token expiry, status
 	// freshness); tests set it before Provision. Default: time.Now.
 	now func() time.Time
@@ -185,6 +195,19 @@ const (
 	DefaultDisconnectedTTL = time.Second
 	DefaultStaleIfError    = 30 * time.Second
 	DefaultStreamIdle      = 45 * time.Second
+)
+
+// Upper bounds of the durations: past them a setting defeats its purpose
+// (a revocation that takes an hour, a token from last year), and a value
+// that large is more likely a typo than a choice.
+const (
+	MaxLeeway          = 5 * time.Minute
+	MaxJWKSRefresh     = 24 * time.Hour
+	MaxTokenAge        = 30 * 24 * time.Hour
+	MaxTTL             = 24 * time.Hour
+	MaxDisconnectedTTL = 5 * time.Minute
+	MaxStaleIfError    = 10 * time.Minute
+	MaxStreamIdle      = 10 * time.Minute
 )
 
 // CaddyModule returns the Caddy module information.
@@ -244,8 +267,8 @@ func (g *Gate) setDefaults(repl *caddy.Replacer) {
 	if g.DisconnectedTTL == 0 {
 		g.DisconnectedTTL = caddy.Duration(DefaultDisconnectedTTL)
 	}
-	if g.StaleIfError == 0 {
-		g.StaleIfError = caddy.Duration(DefaultStaleIfError)
+	if g.StaleIfError == nil {
+		g.StaleIfError = new(caddy.Duration(DefaultStaleIfError))
 	}
 	if g.StreamIdleTimeout == 0 {
 		g.StreamIdleTimeout = caddy.Duration(DefaultStreamIdle)
@@ -263,6 +286,10 @@ func (g *Gate) setDefaults(repl *caddy.Replacer) {
 // refreshers and joins (or starts) the shared status source. Whatever it
 // started before failing is released by Cleanup.
 func (g *Gate) start(ctx caddy.Context, repl *caddy.Replacer) error {
+	app, err := startupOf(ctx)
+	if err != nil {
+		return err
+	}
 	g.metrics = gateMetrics
 	if err := g.metrics.register(ctx.GetMetricsRegistry()); err != nil {
 		return fmt.Errorf("registering metrics: %w", err)
@@ -285,16 +312,14 @@ func (g *Gate) start(ctx caddy.Context, repl *caddy.Replacer) error {
 	if err != nil {
 		return err
 	}
-	// The key sets are fetched for this config only: a reload fetches anew.
-	jwksCtx, stop := context.WithCancel(ctx)
-	g.jwksStop = stop
-	for _, set := range keys.jwks {
-		go set.run(jwksCtx, time.Duration(g.JWKSRefreshInterval))
+	g.ownHeaders = []string{"X-Connection-Id"}
+	for _, fc := range g.ForwardClaims {
+		g.ownHeaders = append(g.ownHeaders, fc.Header)
 	}
 	g.policy = freshnessPolicy{
 		ttl:             time.Duration(g.TTL),
 		disconnectedTTL: time.Duration(g.DisconnectedTTL),
-		staleIfError:    time.Duration(g.StaleIfError),
+		staleIfError:    time.Duration(*g.StaleIfError),
 		timeout:         time.Duration(g.ControlTimeout),
 	}
 	g.source, g.sourceKey, err = loadSource(sourceConfig{
@@ -309,6 +334,18 @@ func (g *Gate) start(ctx caddy.Context, repl *caddy.Replacer) error {
 		return err
 	}
 	g.source.eventTTL.Store(int64(g.TTL))
+	// The key sets are fetched for this config only: a reload fetches anew.
+	jwksCtx, stop := context.WithCancel(ctx)
+	g.jwksStop = stop
+	// Nothing goes out before the config runs: `caddy validate` provisions
+	// the same way and must not open streams or fetch keys.
+	source := g.source
+	app.onStart(func() {
+		for _, set := range keys.jwks {
+			go set.run(jwksCtx, time.Duration(g.JWKSRefreshInterval))
+		}
+		source.start()
+	})
 	return nil
 }
 
@@ -391,12 +428,26 @@ func (g *Gate) check(repl *caddy.Replacer) error {
 	if strings.ContainsAny(g.Realm, "\"\\") || strings.ContainsFunc(g.Realm, func(r rune) bool { return r < ' ' || r == 0x7f }) {
 		return fmt.Errorf("realm %q must not contain quotes, backslashes or control characters", g.Realm)
 	}
-	if g.CacheSize < 0 || g.TTL < 0 || g.Leeway < 0 || g.ControlTimeout < 0 || g.DisconnectedTTL < 0 || g.StaleIfError < 0 ||
-		g.StreamIdleTimeout < 0 || g.JWKSRefreshInterval < 0 || g.MaxTokenAge < 0 || g.TokenCacheBytes < 0 {
-		return errors.New("cache_size and durations must not be negative")
+	if g.CacheSize < 0 || g.TokenCacheBytes < 0 {
+		return errors.New("cache_size and token_cache_bytes must not be negative")
 	}
-	if time.Duration(g.ControlTimeout) > MaxControlTimeout {
-		return fmt.Errorf("control_timeout %s is above the maximum of %s", time.Duration(g.ControlTimeout), MaxControlTimeout)
+	for _, b := range []struct {
+		name  string
+		value caddy.Duration
+		max   time.Duration
+	}{
+		{"leeway", g.Leeway, MaxLeeway},
+		{"jwks_refresh_interval", g.JWKSRefreshInterval, MaxJWKSRefresh},
+		{"max_token_age", g.MaxTokenAge, MaxTokenAge},
+		{"control_timeout", g.ControlTimeout, MaxControlTimeout},
+		{"ttl", g.TTL, MaxTTL},
+		{"disconnected_ttl", g.DisconnectedTTL, MaxDisconnectedTTL},
+		{"stale_if_error", *g.StaleIfError, MaxStaleIfError},
+		{"stream_idle_timeout", g.StreamIdleTimeout, MaxStreamIdle},
+	} {
+		if d := time.Duration(b.value); d < 0 || d > b.max {
+			return fmt.Errorf("%s %s: want a duration from 0 to %s", b.name, d, b.max)
+		}
 	}
 	if err := store.ValidateID("gateway_id", g.GatewayID); err != nil {
 		return err
@@ -416,7 +467,11 @@ func (g *Gate) Cleanup() error {
 	if g.sourceKey == "" {
 		return nil
 	}
-	_, err := sources.Delete(g.sourceKey)
+	deleted, err := sources.Delete(g.sourceKey)
+	if deleted {
+		// Its stream has ended: no series of a source that is gone.
+		g.metrics.forget(g.source)
+	}
 	return err
 }
 
@@ -455,6 +510,7 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 
 // forward passes what the token established to the upstream and to logs.
 func (g *Gate) forward(r *http.Request, tok *verified) {
+	keepOwnHeaders(r.Header, g.ownHeaders)
 	// Set, not add: a client must not choose the values the upstream sees.
 	// The key is already canonical: assign, skipping canonicalisation.
 	r.Header["X-Connection-Id"] = []string{tok.connectionID}
@@ -476,6 +532,38 @@ func (g *Gate) forward(r *http.Request, tok *verified) {
 			}
 			return claimText(lookupClaim(tok.claimSet(), name))
 		})
+	}
+}
+
+// keepOwnHeaders removes the names of the headers the gate sets from the
+// request's Connection header, keeping its other tokens: a proxy drops every
+// header named there (hop-by-hop, RFC 9110 section 7.6.1), so a client could
+// otherwise keep them from the upstream.
+func keepOwnHeaders(h http.Header, own []string) {
+	values, ok := h["Connection"]
+	if !ok {
+		return
+	}
+	kept, dropped := make([]string, 0, 2), false
+	for _, v := range values {
+		for tok := range strings.SplitSeq(v, ",") {
+			tok = strings.TrimSpace(tok)
+			if tok == "" {
+				continue
+			}
+			if slices.ContainsFunc(own, func(name string) bool { return strings.EqualFold(name, tok) }) {
+				dropped = true
+				continue
+			}
+			kept = append(kept, tok)
+		}
+	}
+	switch {
+	case !dropped:
+	case len(kept) == 0:
+		delete(h, "Connection")
+	default:
+		h["Connection"] = []string{strings.Join(kept, ", ")}
 	}
 }
 

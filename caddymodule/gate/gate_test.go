@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -29,7 +30,15 @@ func newGate(t testing.TB, s *controltest.Server, tweak func(*Gate)) *Gate {
 	return g
 }
 
+// provisionGate provisions a gate in a running config. Its cache is small:
+// the default size's counters take most of a test's time under -race
+// (TestDefaults checks the default).
 func provisionGate(t testing.TB, s *controltest.Server, tweak func(*Gate)) *Gate {
+	t.Helper()
+	return provisionGateIn(t, runningConfig(t), s, tweak)
+}
+
+func provisionGateIn(t testing.TB, ctx caddy.Context, s *controltest.Server, tweak func(*Gate)) *Gate {
 	t.Helper()
 	g := &Gate{
 		ControlURL: s.URL,
@@ -38,20 +47,43 @@ func provisionGate(t testing.TB, s *controltest.Server, tweak func(*Gate)) *Gate
 		Issuers:    []string{s.Issuer},
 		Audiences:  []string{s.Audience},
 		TTL:        caddy.Duration(time.Hour),
+		CacheSize:  testCacheSize,
 	}
 	if tweak != nil {
 		tweak(g)
 	}
-	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
-	t.Cleanup(func() {
-		g.Cleanup()
-		cancel()
-	})
+	t.Cleanup(func() { g.Cleanup() })
 	if err := g.Provision(ctx); err != nil {
 		t.Fatalf("provision: %v", err)
 	}
 	return g
 }
+
+const testCacheSize = 10_000
+
+// runningConfig is the context of a Caddy config that has started, as a
+// gate's is in a running Caddy: what the gates provision in it starts at
+// once. The tests' gates share it and clean up after themselves.
+func runningConfig(t testing.TB) caddy.Context {
+	t.Helper()
+	ctx, err := startedConfig()
+	if err != nil {
+		t.Fatalf("starting an empty config: %v", err)
+	}
+	return ctx
+}
+
+var startedConfig = sync.OnceValues(func() (caddy.Context, error) {
+	ctx, err := caddy.ProvisionContext(&caddy.Config{})
+	if err != nil {
+		return ctx, err
+	}
+	app, err := startupOf(ctx)
+	if err != nil {
+		return ctx, err
+	}
+	return ctx, app.Start()
+})
 
 func waitConnected(t testing.TB, g *Gate) {
 	t.Helper()
@@ -284,19 +316,106 @@ func TestProvisionRefusesBadConfig(t *testing.T) {
 		{"bad jwks url", func(g *Gate) { g.JWKSURLs = []string{"/relative"} }, "jwks_url"},
 		{"control_timeout too long", func(g *Gate) { g.ControlTimeout = caddy.Duration(time.Minute) }, "control_timeout"},
 		{"bad gateway id", func(g *Gate) { g.GatewayID = "a/b" }, "gateway_id"},
+		{"stale_if_error of a year", func(g *Gate) { g.StaleIfError = new(caddy.Duration(8760 * time.Hour)) },
+			"stale_if_error 8760h0m0s: want a duration from 0 to 10m0s"},
+		{"leeway of ten years", func(g *Gate) { g.Leeway = caddy.Duration(87600 * time.Hour) }, "leeway 87600h0m0s: want a duration from 0 to 5m0s"},
+		{"negative stale_if_error", func(g *Gate) { g.StaleIfError = new(caddy.Duration(-time.Second)) }, "stale_if_error -1s"},
+		{"disconnected_ttl too long", func(g *Gate) { g.DisconnectedTTL = caddy.Duration(time.Hour) }, "disconnected_ttl 1h0m0s: want a duration from 0 to 5m0s"},
+		{"ttl too long", func(g *Gate) { g.TTL = caddy.Duration(48 * time.Hour) }, "ttl 48h0m0s: want a duration from 0 to 24h0m0s"},
+		{"stream_idle_timeout too long", func(g *Gate) { g.StreamIdleTimeout = caddy.Duration(time.Hour) }, "stream_idle_timeout 1h0m0s"},
+		{"jwks_refresh_interval too long", func(g *Gate) { g.JWKSRefreshInterval = caddy.Duration(48 * time.Hour) }, "jwks_refresh_interval 48h0m0s"},
+		{"max_token_age too long", func(g *Gate) { g.MaxTokenAge = caddy.Duration(1000 * time.Hour) }, "max_token_age 1000h0m0s: want a duration from 0 to 720h0m0s"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			g := &Gate{ControlURL: s.URL, ControlKey: s.GatewayKey}
 			tt.tweak(g)
-			ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
-			defer cancel()
-			err := g.Provision(ctx)
+			err := g.Provision(runningConfig(t))
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("err = %v, want it to mention %q", err, tt.want)
 			}
 			if g.source != nil || g.jwksStop != nil {
 				t.Fatal("a refused config started the status source or the key set refreshers")
+			}
+		})
+	}
+}
+
+// stale_if_error 0 is strict fail-closed, in JSON as in the Caddyfile: once
+// disconnected_ttl has passed, a status is never served when its lookup
+// fails. Only an absent stale_if_error takes the default.
+func TestStaleIfErrorZeroIsStrict(t *testing.T) {
+	s := controltest.Start(t, controltest.Options{})
+	tests := []struct {
+		name   string
+		json   string
+		want   time.Duration
+		judged freshness // of an entry just past disconnected_ttl, stream down
+	}{
+		{"absent: the default", `{}`, DefaultStaleIfError, stale},
+		{"0: strict", `{"stale_if_error": 0}`, 0, expired},
+		{"null: the default", `{"stale_if_error": null}`, DefaultStaleIfError, stale},
+		{"5s", `{"stale_if_error": "5s"}`, 5 * time.Second, stale},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var g Gate
+			if err := json.Unmarshal([]byte(tt.json), &g); err != nil {
+				t.Fatal(err)
+			}
+			g = Gate{ControlURL: s.URL, ControlKey: s.GatewayKey, CacheSize: testCacheSize, StaleIfError: g.StaleIfError,
+				GatewayID: strings.ReplaceAll(t.Name(), "/", "-")}
+			t.Cleanup(func() { g.Cleanup() })
+			if err := g.Provision(runningConfig(t)); err != nil {
+				t.Fatal(err)
+			}
+			if got := g.policy.staleIfError; got != tt.want {
+				t.Fatalf("stale_if_error %s, want %s", got, tt.want)
+			}
+			now := time.Now()
+			storedAt := now.Add(-g.policy.disconnectedTTL - time.Millisecond).UnixNano()
+			if got := g.policy.judge(storedAt, false, storedAt, func() time.Time { return now }); got != tt.judged {
+				t.Errorf("an entry %s past disconnected_ttl judged %d, want %d", time.Millisecond, got, tt.judged)
+			}
+		})
+	}
+}
+
+// A client's Connection header names headers that a proxy drops (RFC 9110
+// section 7.6.1). The gate takes its own header names out of it, so that the
+// upstream still gets what the gate set; the client's other tokens stay.
+func TestConnectionHeaderCannotDropTheGatesHeaders(t *testing.T) {
+	s := controltest.Start(t, controltest.Options{})
+	g := newGate(t, s, func(g *Gate) { g.ForwardClaims = []ForwardClaim{{Claim: "sub", Header: "X-User-Id"}} })
+	c := s.Create(t, "org-1")
+	tests := []struct {
+		name       string
+		connection []string
+		want       []string // the Connection header the upstream gets
+	}{
+		{"the gate's headers named", []string{"X-Connection-Id, x-user-id"}, nil},
+		{"mixed with other tokens", []string{"keep-alive, X-CONNECTION-ID", "Upgrade,X-User-Id ,X-Other"}, []string{"keep-alive, Upgrade, X-Other"}},
+		{"none of the gate's", []string{"keep-alive, X-Other"}, []string{"keep-alive, X-Other"}},
+		{"no Connection header", nil, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := bearer(c.AccessToken)
+			if tt.connection != nil {
+				h["Connection"] = tt.connection
+			}
+			res := send(t, g, h)
+			if res.status != 200 || res.upstream == nil {
+				t.Fatalf("status %d", res.status)
+			}
+			if got := res.upstream.Header["Connection"]; !slices.Equal(got, tt.want) {
+				t.Errorf("upstream Connection %q, want %q", got, tt.want)
+			}
+			if got := res.upstream.Header.Get("X-Connection-Id"); got != c.Connection.ID {
+				t.Errorf("upstream X-Connection-Id %q, want %q", got, c.Connection.ID)
+			}
+			if got := res.upstream.Header.Get("X-User-Id"); got == "" {
+				t.Error("upstream X-User-Id missing")
 			}
 		})
 	}
@@ -324,8 +443,9 @@ func TestDefaults(t *testing.T) {
 				t.Errorf("control_url %q: want it resolved, without a trailing slash", g.ControlURL)
 			}
 			if g.TTL != caddy.Duration(DefaultTTL) || g.DisconnectedTTL != caddy.Duration(DefaultDisconnectedTTL) ||
-				g.StaleIfError != caddy.Duration(DefaultStaleIfError) || g.ControlTimeout != caddy.Duration(DefaultControlTimeout) ||
+				*g.StaleIfError != caddy.Duration(DefaultStaleIfError) || g.ControlTimeout != caddy.Duration(DefaultControlTimeout) ||
 				g.Realm != DefaultRealm || g.ConnectionClaim != DefaultConnectionClaim || g.GatewayID == "" || g.now == nil ||
+				g.CacheSize != DefaultCacheSize || g.Leeway != caddy.Duration(DefaultLeeway) ||
 				!slices.Equal(g.Algorithms, []string{"EdDSA"}) {
 				t.Errorf("defaults not set: %+v", g)
 			}

@@ -108,6 +108,13 @@ func (m *metrics) streamConnected(s *statusSource, up bool) {
 	m.streamUp.WithLabelValues(s.client.base, s.gatewayID).Set(v)
 }
 
+// forget removes the series of a source that is gone, so that a gate
+// removed by a reload does not stay exported as a disconnected stream.
+func (m *metrics) forget(s *statusSource) {
+	m.streamUp.DeleteLabelValues(s.client.base, s.gatewayID)
+	m.appliedRev.DeleteLabelValues(s.client.base, s.gatewayID)
+}
+
 func (m *metrics) eventApplied(s *statusSource, c store.Change) {
 	m.appliedRev.WithLabelValues(s.client.base, s.gatewayID).Set(float64(c.Revision))
 	if c.ID == "" {

@@ -73,10 +73,12 @@ type statusSource struct {
 	now         func() time.Time // every decision by time reads this clock
 	// eventTTL is the ttl given to entries set from stream events: the ttl
 	// of the gate provisioned last.
-	eventTTL  atomic.Int64
-	stop      context.CancelFunc
-	stopped   chan struct{}
-	closeOnce sync.Once
+	eventTTL    atomic.Int64
+	stop        context.CancelFunc
+	stopped     chan struct{}
+	startStream func()
+	startOnce   sync.Once
+	closeOnce   sync.Once
 }
 
 type sourceConfig struct {
@@ -101,14 +103,22 @@ func loadSource(cfg sourceConfig, logger *zap.Logger, m *metrics) (*statusSource
 		return nil, "", err
 	}
 	src := v.(*statusSource)
+	if loaded && src.idleTimeout != cfg.idleTimeout {
+		if _, err := sources.Delete(key); err != nil {
+			return nil, "", err
+		}
+		return nil, "", fmt.Errorf("stream_idle_timeout %s: the change stream to %s as gateway_id %q runs with %s, set by another "+
+			"connection_gate or by the config before this reload, and it keeps running across reloads; give every gate on that "+
+			"stream the same value, or restart Caddy to change it", cfg.idleTimeout, cfg.controlURL, cfg.gatewayID, src.idleTimeout)
+	}
 	if loaded && src.cache.MaxCost() != int64(cfg.cacheSize) {
 		src.cache.UpdateMaxCost(int64(cfg.cacheSize))
 	}
 	return src, key, nil
 }
 
-// newStatusSource starts a source that asks client; cfg.controlURL only
-// names it in logs and metrics.
+// newStatusSource makes a source that asks client; cfg.controlURL only
+// names it in logs and metrics. Its change stream opens on start.
 func newStatusSource(cfg sourceConfig, client *controlClient, logger *zap.Logger, m *metrics) (*statusSource, error) {
 	cache, err := ristretto.NewCache(&ristretto.Config[string, statusEntry]{
 		NumCounters:        int64(cfg.cacheSize) * 10,
@@ -138,14 +148,18 @@ func newStatusSource(cfg sourceConfig, client *controlClient, logger *zap.Logger
 		s.now = time.Now
 	}
 	s.downSince.Store(s.now().UnixNano())
-	go s.subscribe(ctx)
+	s.startStream = func() { go s.subscribe(ctx) }
 	return s, nil
 }
+
+// start opens the change stream, once however many gates ask.
+func (s *statusSource) start() { s.startOnce.Do(s.startStream) }
 
 // Destruct stops the stream when the last gate using the source goes away.
 func (s *statusSource) Destruct() error {
 	s.closeOnce.Do(func() {
 		s.stop()
+		s.startOnce.Do(func() { close(s.stopped) }) // never started: no stream to wait for
 		<-s.stopped
 		s.writes.Lock()
 		s.closed = true

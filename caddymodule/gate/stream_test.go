@@ -121,7 +121,7 @@ func TestChangeWhileStreamDownIsReplayed(t *testing.T) {
 	dir := t.TempDir()
 	s := controltest.Start(t, controltest.Options{Dir: dir})
 	addr := strings.TrimPrefix(s.URL, "http://")
-	g := newGate(t, s, func(g *Gate) { g.DisconnectedTTL = caddy.Duration(time.Hour) })
+	g := newGate(t, s, func(g *Gate) { g.DisconnectedTTL = caddy.Duration(MaxDisconnectedTTL) })
 	c := s.Create(t, "org-1")
 	expectStatus(t, g, c.AccessToken, 200, "")
 
@@ -157,7 +157,7 @@ func TestResetClearsTheCache(t *testing.T) {
 	dir := t.TempDir()
 	s := controltest.Start(t, controltest.Options{Dir: dir, ChangeLogSize: 2})
 	addr := strings.TrimPrefix(s.URL, "http://")
-	g := newGate(t, s, func(g *Gate) { g.DisconnectedTTL = caddy.Duration(time.Hour) })
+	g := newGate(t, s, func(g *Gate) { g.DisconnectedTTL = caddy.Duration(MaxDisconnectedTTL) })
 	c := s.Create(t, "org-1")
 	expectStatus(t, g, c.AccessToken, 200, "")
 
@@ -240,7 +240,7 @@ func TestControlDown(t *testing.T) {
 	g := newGate(t, s, func(g *Gate) {
 		g.now = clock.Now
 		g.DisconnectedTTL = caddy.Duration(time.Second)
-		g.StaleIfError = caddy.Duration(30 * time.Second)
+		g.StaleIfError = new(caddy.Duration(30 * time.Second))
 		g.ControlTimeout = caddy.Duration(200 * time.Millisecond)
 	})
 	cached := s.Create(t, "org-1")
