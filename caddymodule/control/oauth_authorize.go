@@ -264,7 +264,10 @@ func (c *Control) decideAuthorize(w http.ResponseWriter, r *http.Request) error 
 // signIn takes a person's key and gives them a session.
 func (c *Control) signIn(w http.ResponseWriter, r *http.Request, form url.Values) error {
 	params := withoutFields(form, "action", "csrf", "key")
-	p := c.keys.byKey(form.Get("key"))
+	p, wait := c.keys.byKeyFrom(r, form.Get("key"))
+	if wait > 0 {
+		return c.showAuthorize(w, r, params, tooManyAttempts(wait).Message)
+	}
 	if p == nil || !p.named || p.gateway {
 		return c.showAuthorize(w, r, params, "That key is not a person's key. Use the key you sign in to the Connections List page with.")
 	}

@@ -83,7 +83,13 @@ func (c *Control) serveIntrospect(w http.ResponseWriter, r *http.Request) error 
 		return err
 	}
 	var app *store.App
-	if p := c.keys.principalOf(r); p == nil || (!p.gateway && !p.admin) {
+	p, wait := c.keys.principalOf(r)
+	if wait > 0 {
+		tooMany := tooManyAttempts(wait)
+		w.Header().Set("Retry-After", tooMany.Header["Retry-After"])
+		return &oauthError{status: tooMany.Status, body: controlapi.OAuthError{Code: controlapi.OAuthInvalidClient, Description: tooMany.Message}}
+	}
+	if p == nil || (!p.gateway && !p.admin) {
 		if _, _, basic := r.BasicAuth(); !basic && !form.Has("client_secret") {
 			return &oauthError{status: http.StatusUnauthorized, body: controlapi.OAuthError{Code: controlapi.OAuthInvalidClient,
 				Description: "Authenticate with a gateway key (Bearer) or as a confidential client."}}

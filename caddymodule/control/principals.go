@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 
@@ -83,13 +84,15 @@ type keyring struct {
 	principals []*principal
 	// principalsMissing names a principals_file that does not exist.
 	principalsMissing string
+	// attempts limits the wrong keys a client address may present.
+	attempts *keyAttempts
 }
 
 // minKeyLength keeps guessable keys out: the docs ask for `openssl rand -hex 32`.
 const minKeyLength = 16
 
 func newKeyring(repl *caddy.Replacer, keys []APIKey, principalsPath string) (*keyring, error) {
-	kr := &keyring{}
+	kr := &keyring{attempts: newKeyAttempts()}
 	perRole := map[string]int{}
 	for i, k := range keys {
 		if k.Role != "admin" && k.Role != "gateway" {
@@ -196,13 +199,31 @@ func (kr *keyring) hasAdmin() bool {
 }
 
 // principalOf returns who presented the key in the request's Authorization
-// header, or nil.
-func (kr *keyring) principalOf(r *http.Request) *principal {
+// header, or nil. A wait above 0 means the client's address has presented
+// too many wrong keys: the key was not looked at.
+func (kr *keyring) principalOf(r *http.Request) (p *principal, wait time.Duration) {
 	scheme, key, ok := strings.Cut(r.Header.Get("Authorization"), " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return nil
+		return nil, 0
 	}
-	return kr.byKey(key)
+	return kr.byKeyFrom(r, key)
+}
+
+// byKeyFrom is byKey for a key presented in the request r, counting a
+// wrong key against r's client address (an empty key is no attempt).
+func (kr *keyring) byKeyFrom(r *http.Request, key string) (p *principal, wait time.Duration) {
+	if key == "" {
+		return nil, 0
+	}
+	address := clientAddress(r)
+	if wait := kr.attempts.blocked(address); wait > 0 {
+		return nil, wait
+	}
+	p = kr.byKey(key)
+	if p == nil {
+		kr.attempts.failed(address)
+	}
+	return p, 0
 }
 
 // byKey returns the principal whose key this is, or nil.

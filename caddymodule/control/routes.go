@@ -133,7 +133,10 @@ func (e endpoint) serve(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if !op.public {
-		who := e.c.keys.principalOf(r)
+		who, wait := e.c.keys.principalOf(r)
+		if wait > 0 {
+			return tooManyAttempts(wait)
+		}
 		if who == nil {
 			err := controlapi.Errorf(http.StatusUnauthorized, controlapi.CodeUnauthorized, "Send a valid API key as 'Authorization: Bearer <key>'.")
 			err.Header = map[string]string{"WWW-Authenticate": `Bearer realm="conngate-control"`}

@@ -12,6 +12,7 @@ const (
 	CodeInvalidJSON          Code = "invalid_json"
 	CodeRequestTooLarge      Code = "request_too_large"
 	CodeUnauthorized         Code = "unauthorized"
+	CodeTooManyAttempts      Code = "too_many_attempts" // too many wrong API keys from the address; see Retry-After
 	CodeForbidden            Code = "forbidden"
 	CodeNotFound             Code = "not_found"
 	CodeMethodNotAllowed     Code = "method_not_allowed"
