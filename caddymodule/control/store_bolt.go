@@ -27,8 +27,13 @@ type StoreProvider interface {
 // only once per process.
 var openStores = caddy.NewUsagePool()
 
-// pooledStore closes the store when its last user is cleaned up.
-type pooledStore struct{ store.Store }
+// pooledStore closes the store when its last user is cleaned up. It keeps
+// the options the store was opened with: a reload shares the open store and
+// cannot change them.
+type pooledStore struct {
+	store.Store
+	changeLogSize int
+}
 
 func (p pooledStore) Destruct() error { return p.Close() }
 
@@ -39,7 +44,8 @@ type BoltStore struct {
 	Path string `json:"path,omitempty"`
 
 	// How many of the latest changes are kept for gateways to replay after
-	// a disconnection. Default: 100000.
+	// a disconnection. Default: 100000. A reload keeps the store open, so
+	// it cannot change this: restart Caddy to.
 	ChangeLogSize int `json:"change_log_size,omitempty"`
 
 	poolKey string
@@ -64,17 +70,30 @@ func (b *BoltStore) Provision(caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("store path %s: %w", path, err)
 	}
+	logSize := b.ChangeLogSize
+	if logSize == 0 {
+		logSize = boltstore.DefaultChangeLogSize
+	}
 	v, _, err := openStores.LoadOrNew(abs, func() (caddy.Destructor, error) {
-		s, err := boltstore.Open(abs, boltstore.Options{ChangeLogSize: b.ChangeLogSize})
+		s, err := boltstore.Open(abs, boltstore.Options{ChangeLogSize: logSize})
 		if err != nil {
 			return nil, err
 		}
-		return pooledStore{s}, nil
+		return pooledStore{s, logSize}, nil
 	})
 	if err != nil {
 		return err
 	}
-	b.poolKey, b.store = abs, v.(pooledStore).Store
+	open := v.(pooledStore)
+	if open.changeLogSize != logSize {
+		if _, err := openStores.Delete(abs); err != nil {
+			return err
+		}
+		return fmt.Errorf("change_log_size %d: store %s is open with %d, by another connection_control or by the config "+
+			"before this reload, and stays open across reloads; give every config of that store the same value, or restart "+
+			"Caddy to change it", logSize, abs, open.changeLogSize)
+	}
+	b.poolKey, b.store = abs, open.Store
 	return nil
 }
 
