@@ -151,7 +151,6 @@ func (s *Store) Create(_ context.Context, n store.NewConnection, by store.Actor)
 	if err != nil {
 		return store.Connection{}, fmt.Errorf("creating connection: %w", err)
 	}
-	s.notify()
 	return c, nil
 }
 
@@ -175,15 +174,12 @@ func (s *Store) Apply(_ context.Context, id string, action store.Action, by stor
 	if err != nil {
 		return c, false, err
 	}
-	if changed {
-		s.notify()
-	}
 	return c, changed, nil
 }
 
 // apply is Apply inside the caller's write transaction: every status change
-// (DeleteApp's too) goes through it. The caller notifies watchers after the
-// commit when changed.
+// (DeleteApp's too) goes through it. Watchers are notified after the commit:
+// by update for Apply, by DeleteApp itself.
 func (s *Store) apply(tx *bolt.Tx, id string, action store.Action, by store.Actor) (c store.Connection, changed bool, err error) {
 	c, err = getConnection(tx, id)
 	if err != nil {
@@ -284,7 +280,10 @@ type pendingWrite struct {
 const maxBatch = 256
 
 // update runs fn in a write transaction, possibly shared with other
-// writers', and returns once that transaction is durable. fn must be safe to
+// writers', and returns once that transaction is durable; if the transaction
+// changed anything, watchers have been woken by then, once for the whole
+// batch rather than once per write (each wake-up costs every change stream a
+// read of the log, which the first one already made). fn must be safe to
 // run more than once and must set every result it hands out on each run: when
 // another write in its batch fails, the batch is rolled back and run again
 // without it.
@@ -333,7 +332,7 @@ func (s *Store) update(fn func(*bolt.Tx) error) error {
 func (s *Store) commitBatch(batch []*pendingWrite) {
 	for len(batch) > 0 {
 		failed := -1
-		err := s.db.Update(func(tx *bolt.Tx) error {
+		err := s.commitNotifying(func(tx *bolt.Tx) error {
 			for i, w := range batch {
 				if err := w.call(tx); err != nil {
 					failed = i
@@ -349,9 +348,28 @@ func (s *Store) commitBatch(batch []*pendingWrite) {
 			return
 		}
 		w := batch[failed]
-		w.done <- s.db.Update(w.call)
+		w.done <- s.commitNotifying(w.call)
 		batch = append(batch[:failed:failed], batch[failed+1:]...)
 	}
+}
+
+// commitNotifying runs fn in a write transaction and, once it has
+// committed, wakes the watchers if fn changed anything: every change takes
+// a revision.
+func (s *Store) commitNotifying(fn func(*bolt.Tx) error) error {
+	var before, after uint64
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		before = currentRevision(tx)
+		if err := fn(tx); err != nil {
+			return err
+		}
+		after = currentRevision(tx)
+		return nil
+	})
+	if err == nil && after != before {
+		s.notify()
+	}
+	return err
 }
 
 // call runs the write's function, turning a panic into its error so that
