@@ -222,6 +222,23 @@ func TestConnectionsPage(t *testing.T) {
 		until(t, page, "Slack disabled in the open page", rowStatus(slack.id)+` === "disabled"`)
 	})
 
+	t.Run("a change not yet applied everywhere says so", func(t *testing.T) {
+		// A second gateway process that never acknowledges (a frozen one).
+		req, _ := http.NewRequest(http.MethodGet, b.control+"/v1/events?gateway_id=frozen&instance=p1", nil)
+		req.Header.Set("Authorization", "Bearer "+b.adminKey)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("opening the frozen gateway's stream: %v %v", resp, err)
+		}
+		defer resp.Body.Close()
+		run(t, page, chromedp.Evaluate(`act({id: "`+slack.id+`", name: "Slack bot", org_id: "org-1", status: "disabled"}, "Enable")`, nil))
+		until(t, page, "the page names the gateway that has not applied it",
+			`!document.getElementById("notice").hidden && document.getElementById("notice").textContent.includes("not yet applied on 1 of 2 gateways (frozen/p1)")`)
+		if code, _ := b.call(t, slack.token); code != 200 {
+			t.Fatalf("the gateway that did apply it: %d", code)
+		}
+	})
+
 	t.Run("errors are shown in words", func(t *testing.T) {
 		b.api(t, "DELETE", "/v1/connections/"+zapier.id, "") // deleted elsewhere, while its row still shows
 		run(t, page, chromedp.Evaluate(`act({id: "`+zapier.id+`", name: "Zapier sync", org_id: "org-1", status: "active"}, "Disable")`, nil))

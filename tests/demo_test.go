@@ -101,7 +101,7 @@ func (d *demo) start(t *testing.T) {
 	d.proc = startCaddy(t, d.dir, d.env, d.control+"/.well-known/jwks.json")
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		_, gws := d.api(t, "GET", "/v1/gateways", "")
-		if list, _ := gws["gateways"].([]any); len(list) == 1 {
+		if len(connectedGateways(gws)) == 1 {
 			return
 		}
 		if time.Now().After(deadline) {
@@ -251,6 +251,7 @@ func TestDemoWalkthrough(t *testing.T) {
 		`conngate_gate_decisions_total{reason="token_invalid",result="denied"} 1`,
 		`conngate_stream_connected{control_url="` + d.control + `",gateway_id=`,
 		`conngate_revocation_lag_seconds_count 4`,
+		`conngate_control_streams_open{kind="gateway"} 1`,
 	} {
 		if !strings.Contains(string(metrics), want) {
 			t.Errorf("metrics lack %s", want)
@@ -317,8 +318,8 @@ func TestRestartAndReload(t *testing.T) {
 	var gws map[string]any
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		_, gws = d.api(t, "GET", "/v1/gateways", "")
-		list, _ := gws["gateways"].([]any)
-		if len(list) == 1 && list[0].(map[string]any)["streams"] == 1.0 {
+		list := connectedGateways(gws)
+		if len(list) == 1 && list[0]["streams"] == 1.0 {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -350,4 +351,17 @@ func TestExampleAdaptsAndValidates(t *testing.T) {
 	if err == nil || !strings.Contains(out, "is that variable set?") {
 		t.Fatalf("validate without keys: %v\n%s", err, out)
 	}
+}
+
+// connectedGateways are the gateway processes of a GET /v1/gateways answer
+// with an open stream (the list also holds those seen recently).
+func connectedGateways(answer map[string]any) []map[string]any {
+	all, _ := answer["gateways"].([]any)
+	var open []map[string]any
+	for _, g := range all {
+		if g, ok := g.(map[string]any); ok && g["connected"] == true {
+			open = append(open, g)
+		}
+	}
+	return open
 }

@@ -3,6 +3,7 @@ package tests
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"path/filepath"
 	"slices"
@@ -18,9 +19,17 @@ import (
 // loopback, one client per gateway sending requests with the connection's
 // token, 200 connections disabled one by one. For each disable and gateway
 // it takes the time from the disable's 200 to the first 401 the client sees.
+// It runs twice in one go: alone, and with 2,000 people's change streams
+// open on the control endpoint (as 2,000 open Connections List pages).
 //
 //	go test ./tests -run '^$' -bench RevocationLatency -benchtime 1x
 func BenchmarkRevocationLatency(b *testing.B) {
+	for _, streams := range []int{0, 2000} {
+		b.Run(fmt.Sprintf("people_streams=%d", streams), func(b *testing.B) { revocationLatency(b, streams) })
+	}
+}
+
+func revocationLatency(b *testing.B, peopleStreams int) {
 	const gateways, connections = 3, 200
 	dir := b.TempDir()
 	adminKey, gatewayKey := controltest.RandomKey(), controltest.RandomKey()
@@ -37,6 +46,7 @@ func BenchmarkRevocationLatency(b *testing.B) {
 		store bolt %s
 		api_key admin {env.CONNGATE_ADMIN_KEY}
 		api_key gateway {env.CONNGATE_GATEWAY_KEY}
+		max_streams_per_principal 4096
 	}
 }
 `, controlPort, filepath.Join(dir, "conngate.db")))
@@ -64,6 +74,7 @@ func BenchmarkRevocationLatency(b *testing.B) {
 	}
 	api := &demo{control: control, adminKey: adminKey}
 	waitGateways(b, api, gateways)
+	openPeopleStreams(b, control, adminKey, peopleStreams)
 
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
 	var lat [gateways][]time.Duration
@@ -140,10 +151,43 @@ func BenchmarkRevocationLatency(b *testing.B) {
 	b.ReportMetric(float64(all[len(all)-1].Microseconds())/1000, "max-ms")
 }
 
+// openPeopleStreams opens n change streams as a person would (no gateway
+// id), each on its own connection, read and discarded until the benchmark
+// ends.
+func openPeopleStreams(b *testing.B, control, key string, n int) {
+	if n == 0 {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	b.Cleanup(cancel)
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	var opened sync.WaitGroup
+	for range n {
+		opened.Add(1)
+		go func() {
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, control+"/v1/events", nil)
+			req.Header.Set("Authorization", "Bearer "+key)
+			resp, err := client.Do(req)
+			opened.Done()
+			if err != nil {
+				return
+			}
+			defer resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				b.Errorf("opening a person's stream: %s", resp.Status)
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+		}()
+	}
+	opened.Wait()
+	fmt.Printf("%d people's streams open\n", n)
+}
+
 func waitGateways(t testing.TB, d *demo, n int) {
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		_, gws := d.api(t, "GET", "/v1/gateways", "")
-		if list, _ := gws["gateways"].([]any); len(list) == n {
+		if len(connectedGateways(gws)) == n {
 			return
 		}
 		if time.Now().After(deadline) {

@@ -10,17 +10,14 @@ import (
 	"net/http/httptest"
 	"reflect"
 	"regexp"
-	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
 
 	_ "github.com/conngate/conngate/caddymodule/cli"
 	"github.com/conngate/conngate/caddymodule/control/controltest"
-	"github.com/conngate/conngate/caddymodule/controlapi"
 	"github.com/conngate/conngate/store"
 )
 
@@ -63,31 +60,9 @@ func exitCode(t *testing.T, err error) int {
 	return 1
 }
 
-// ackingGateway subscribes to the change stream as gateway id and
-// acknowledges every event it reads, until the test ends.
+// ackingGateway subscribes a gateway that acknowledges every change.
 func ackingGateway(t *testing.T, srv *controltest.Server, id string) {
-	es := srv.Events(t, srv.GatewayKey, "?gateway_id="+id, nil)
-	if es.Resp.StatusCode != http.StatusOK {
-		t.Fatalf("subscribing %s: %s", id, es.Resp.Status)
-	}
-	go func() {
-		for {
-			ev, ok := es.TryNext(10 * time.Second)
-			if !ok {
-				return
-			}
-			rev, err := strconv.ParseUint(ev.ID, 10, 64)
-			if err != nil {
-				continue // a comment or an event without a revision
-			}
-			body, _ := json.Marshal(controlapi.Ack{Revision: rev})
-			req, _ := http.NewRequest(http.MethodPost, srv.URL+controlapi.AckPath(id), bytes.NewReader(body))
-			req.Header.Set("Authorization", "Bearer "+srv.GatewayKey)
-			if resp, err := http.DefaultClient.Do(req); err == nil {
-				resp.Body.Close()
-			}
-		}
-	}()
+	srv.Gateway(t, id, id+"-1")
 }
 
 func TestConnections(t *testing.T) {

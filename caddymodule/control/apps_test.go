@@ -327,7 +327,7 @@ func TestDeleteApp(t *testing.T) {
 
 	// The answer names the connections this deletion deleted; with
 	// ?wait=applied, the gateways that have applied the last of them.
-	gw := s.Events(t, s.GatewayKey, "?gateway_id=gw-silent", nil)
+	gw := s.Events(t, s.GatewayKey, "?gateway_id=gw-silent&instance=silent-1", nil)
 	if gw.Resp.StatusCode != 200 {
 		t.Fatalf("subscribing: %d", gw.Resp.StatusCode)
 	}
@@ -353,7 +353,7 @@ func TestDeleteApp(t *testing.T) {
 	if string(rawAnswer["connections_deleted"]) != "2" {
 		t.Errorf("connections_deleted %s, want 2", rawAnswer["connections_deleted"])
 	}
-	if got := fmt.Sprintf("%s %s %s", rawAnswer["gateways"], rawAnswer["acknowledged"], rawAnswer["pending"]); got != `1 0 ["gw-silent"]` {
+	if got := fmt.Sprintf("%s %s %s", rawAnswer["gateways"], rawAnswer["acknowledged"], rawAnswer["pending"]); got != `1 0 ["gw-silent/silent-1"]` {
 		t.Errorf("gateways, acknowledged, pending: %s", got)
 	}
 

@@ -34,6 +34,10 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		token_lifetime <duration>
 //		heartbeat_interval <duration>
 //		refresh_token_overlap <duration>
+//		gateway_retention <duration>
+//		max_streams <n>
+//		max_streams_per_principal <n>
+//		max_gateway_streams <n>
 //	}
 //
 // api_key may be repeated, one key per line.
@@ -92,6 +96,22 @@ func (c *Control) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 		case "refresh_token_overlap":
 			if err := cfgargs.Duration(d, "refresh_token_overlap", &c.RefreshTokenOverlap); err != nil {
+				return err
+			}
+		case "gateway_retention":
+			if err := cfgargs.Duration(d, "gateway_retention", &c.GatewayRetention); err != nil {
+				return err
+			}
+		case "max_streams":
+			if err := cfgargs.PositiveInt(d, "max_streams", &c.MaxStreams); err != nil {
+				return err
+			}
+		case "max_streams_per_principal":
+			if err := cfgargs.PositiveInt(d, "max_streams_per_principal", &c.MaxStreamsPerPrincipal); err != nil {
+				return err
+			}
+		case "max_gateway_streams":
+			if err := cfgargs.PositiveInt(d, "max_gateway_streams", &c.MaxGatewayStreams); err != nil {
 				return err
 			}
 		default:

@@ -4,6 +4,7 @@
 package control
 
 import (
+	"cmp"
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
@@ -53,7 +54,9 @@ type Control struct {
 	TokenLifetime caddy.Duration `json:"token_lifetime,omitempty"`
 
 	// How often an idle change stream (GET /v1/events) carries a heartbeat
-	// comment, so that clients and proxies can tell it is alive. Default: 15s.
+	// event, so that clients and proxies can tell it is alive. The interval
+	// is announced on the stream; gateways drop a stream silent for two
+	// intervals and a second. Default: 2s.
 	HeartbeatInterval caddy.Duration `json:"heartbeat_interval,omitempty"`
 
 	// How long after its rotation the refresh token rotated last may still
@@ -62,12 +65,30 @@ type Control struct {
 	// (the connection is deleted). Default: 10s.
 	RefreshTokenOverlap caddy.Duration `json:"refresh_token_overlap,omitempty"`
 
+	// How long a gateway process whose change stream ended is remembered
+	// (across restarts of this endpoint too): ?wait=applied reports it as
+	// pending until it is back and has applied the change, or this long has
+	// passed. A gateway that stops cleanly says so and is forgotten at once.
+	// Default: 10m.
+	GatewayRetention caddy.Duration `json:"gateway_retention,omitempty"`
+
+	// The most change streams people (not gateways) may have open in
+	// total, and each principal. Past them a stream is refused with 429.
+	// Default: 4096 and 32.
+	MaxStreams             int `json:"max_streams,omitempty"`
+	MaxStreamsPerPrincipal int `json:"max_streams_per_principal,omitempty"`
+
+	// The most change streams gateways may have open, a budget of their
+	// own so that people's streams never keep a gateway out. Default: 1024.
+	MaxGatewayStreams int `json:"max_gateway_streams,omitempty"`
+
 	storeProvider StoreProvider
 	store         store.Store
 	keys          *keyring
 	tokens        *tokenIssuer
 	gateways      *gatewayRegistry
-	registryKey   string
+	shared        *sharedState
+	sharedKey     string
 	shutdowns     *serverShutdowns
 	cookies       cookieSigner
 	done          <-chan struct{} // closed when this config is unloaded
@@ -81,9 +102,11 @@ const (
 	DefaultIssuer        = "conngate"
 	DefaultAudience      = "conngate"
 	DefaultTokenLifetime = 24 * time.Hour
-	// DefaultHeartbeatInterval keeps idle streams alive through proxies that
-	// drop connections silent for 30 s or more.
-	DefaultHeartbeatInterval = 15 * time.Second
+	// DefaultHeartbeatInterval lets a gateway notice a silent stream (a
+	// partition) within about 5 s, two intervals and a second: it bounds
+	// how long a disabled connection may pass there. It also keeps idle
+	// streams alive through proxies that drop silent connections.
+	DefaultHeartbeatInterval = 2 * time.Second
 	// DefaultRefreshTokenOverlap covers a client's retry after a lost
 	// answer, as Auth0's rotation overlap period does.
 	DefaultRefreshTokenOverlap = 10 * time.Second
@@ -115,6 +138,15 @@ func (c *Control) Provision(ctx caddy.Context) error {
 	if c.RefreshTokenOverlap == 0 {
 		c.RefreshTokenOverlap = caddy.Duration(DefaultRefreshTokenOverlap)
 	}
+	if c.GatewayRetention == 0 {
+		c.GatewayRetention = caddy.Duration(DefaultGatewayRetention)
+	}
+	c.MaxStreams = cmp.Or(c.MaxStreams, DefaultMaxStreams)
+	c.MaxStreamsPerPrincipal = cmp.Or(c.MaxStreamsPerPrincipal, DefaultMaxStreamsPerPrincipal)
+	c.MaxGatewayStreams = cmp.Or(c.MaxGatewayStreams, DefaultMaxGatewayStreams)
+	if err := registerMetrics(ctx); err != nil {
+		return err
+	}
 	c.now = time.Now
 	c.shutdowns = new(serverShutdowns)
 	c.done = ctx.Done()
@@ -129,19 +161,19 @@ func (c *Control) Provision(ctx caddy.Context) error {
 	if c.StoreRaw == nil {
 		c.StoreRaw = caddyconfig.JSONModuleObject(BoltStore{}, "backend", "bolt", nil)
 	}
-	// The store's config names the gateway registry: every config on this
-	// store shares what it knows of the gateways across reloads. Taken
-	// before LoadModule, which clears StoreRaw.
-	c.registryKey = string(c.StoreRaw)
+	// The store's config names the state shared across reloads (see
+	// shared.go). Taken before LoadModule, which clears StoreRaw.
+	sharedKey := string(c.StoreRaw)
 	mod, err := ctx.LoadModule(c, "StoreRaw")
 	if err != nil {
 		return fmt.Errorf("loading store: %w", err)
 	}
 	c.storeProvider = mod.(StoreProvider)
 	c.store = c.storeProvider.Store()
-	if c.gateways, err = loadRegistry(c.registryKey); err != nil {
-		return fmt.Errorf("loading gateway registry: %w", err)
+	if c.shared, err = loadShared(ctx, sharedKey, c.store, time.Duration(c.GatewayRetention), c.logger); err != nil {
+		return fmt.Errorf("loading the gateway registry and change feed: %w", err)
 	}
+	c.sharedKey, c.gateways = sharedKey, c.shared.gateways
 
 	c.tokens, err = newTokenIssuer(ctx, c.store, caddy.NewReplacer().ReplaceKnown(c.SigningKeyFile, ""),
 		c.Issuer, c.Audience, time.Duration(c.TokenLifetime))
@@ -172,6 +204,14 @@ func (c *Control) Validate() error {
 	if c.RefreshTokenOverlap < 0 || time.Duration(c.RefreshTokenOverlap) > time.Minute {
 		return fmt.Errorf("refresh_token_overlap %s: want a duration from 0 to 1m", time.Duration(c.RefreshTokenOverlap))
 	}
+	if d := time.Duration(c.GatewayRetention); d < reconnectGrace || d > 30*24*time.Hour {
+		return fmt.Errorf("gateway_retention %s: want a duration from %s to 720h", d, reconnectGrace)
+	}
+	for name, v := range map[string]int{"max_streams": c.MaxStreams, "max_streams_per_principal": c.MaxStreamsPerPrincipal, "max_gateway_streams": c.MaxGatewayStreams} {
+		if v < 1 || v > 1_000_000 {
+			return fmt.Errorf("%s %d: want 1 to 1000000", name, v)
+		}
+	}
 	if c.keys.principalsMissing != "" {
 		c.logger.Warn("principals_file does not exist: no person can use a key until it does and Caddy reloads",
 			zap.String("principals_file", c.keys.principalsMissing))
@@ -182,13 +222,17 @@ func (c *Control) Validate() error {
 	return nil
 }
 
-// Cleanup releases this config's use of the shared gateway registry.
+// Cleanup releases this config's use of the shared state.
 func (c *Control) Cleanup() error {
-	if c.registryKey == "" {
+	if c.shared == nil {
 		return nil
 	}
-	_, err := registries.Delete(c.registryKey)
+	_, err := shared.Delete(c.sharedKey)
 	return err
+}
+
+func (c *Control) streamLimits() streamLimits {
+	return streamLimits{people: c.MaxStreams, perPrincipal: c.MaxStreamsPerPrincipal, gateways: c.MaxGatewayStreams}
 }
 
 // ServeHTTP answers the control API; it never calls next.

@@ -1,10 +1,11 @@
 package control
 
 import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
-	"fmt"
 	"net/http"
-	"strconv"
 	"sync"
 	"time"
 
@@ -55,115 +56,276 @@ func (s *serverShutdowns) of(r *http.Request) <-chan struct{} {
 // controlapi/events.go.
 //
 // A person's stream carries only the changes of connections they may view.
-// Its ids are still store-wide revisions (so resuming works alike for all),
+// Its ids are still store-wide positions (so resuming works alike for all),
 // which tells a person how many changes happened elsewhere, not which.
 func (c *Control) streamEvents(w http.ResponseWriter, r *http.Request) error {
-	since, resume, err := resumePoint(r)
+	from, err := resumePoint(r)
 	if err != nil {
 		return err
 	}
 	who := principalOf(r)
-	gatewayID := subscriberID(who, r.URL.Query().Get("gateway_id"))
+	q := r.URL.Query()
+	gatewayID := subscriberID(who, q.Get("gateway_id"))
 	if err := optionalID("gateway_id", gatewayID); err != nil {
 		return err
+	}
+	instance := q.Get("instance")
+	if instance != "" {
+		if gatewayID == "" {
+			return invalid("instance names a process of a gateway: it needs gateway_id.")
+		}
+		if err := validID("instance", instance); err != nil {
+			return err
+		}
 	}
 	if err := authorize(who, access{want: rightEvents, gatewayID: gatewayID}); err != nil {
 		return err
 	}
+	release, err := c.shared.streams.open(c.streamLimits(), who.id, gatewayID != "")
+	if err != nil {
+		return err
+	}
+	defer release()
+
 	ctx := r.Context()
-	if !resume {
-		if since, err = c.store.Revision(ctx); err != nil {
-			return err
-		}
+	pos, err := c.startingPosition(ctx, from)
+	if err != nil {
+		return err
 	}
 
+	var sub *gatewayStream
+	if gatewayID != "" {
+		if instance == "" {
+			instance = randomInstance() // a client that does not name its process is one per stream
+		}
+		sub = c.gateways.subscribe(gatewayID, instance)
+		defer sub.end()
+		w.Header().Set(controlapi.AckKeyHeader, sub.ackKey)
+		c.logger.Info("gateway subscribed", zap.String("gateway_id", gatewayID), zap.String("instance", instance), zap.Uint64("since", pos.revision))
+		defer c.logger.Info("gateway unsubscribed", zap.String("gateway_id", gatewayID), zap.String("instance", instance))
+	}
 	controlapi.SetStreamHeaders(w.Header())
 	w.WriteHeader(http.StatusOK)
-	out := controlapi.NewEventWriter(w)
-	flush := http.NewResponseController(w).Flush
 	// From here on the answer has begun: a failure can only end the
 	// stream, and the client reconnects and resumes.
-	if gatewayID != "" {
-		defer c.gateways.subscribe(gatewayID)()
-		c.logger.Info("gateway subscribed", zap.String("gateway_id", gatewayID), zap.Uint64("since", since))
-		defer c.logger.Info("gateway unsubscribed", zap.String("gateway_id", gatewayID))
+	s := &eventStream{c: c, who: who, sub: sub, out: controlapi.NewEventWriter(w), flush: http.NewResponseController(w).Flush, pos: pos.position}
+	if pos.diverged {
+		c.logger.Warn("change stream resumed from a position of another history (a store restored from a backup, or another store); sending reset",
+			zap.String("from", from.id()), zap.String("gateway_id", gatewayID))
+		if s.reset(ctx) != nil {
+			return nil
+		}
 	}
+	s.run(ctx, c.shutdowns.of(r))
+	return nil
+}
 
-	shutdown := c.shutdowns.of(r)
+// position is a point of the store's history: a revision and the
+// fingerprint of the change at it ("" for revision 0, or not known).
+type position struct {
+	revision    uint64
+	fingerprint string
+}
+
+func (p position) id() string { return controlapi.EventID(p.revision, p.fingerprint) }
+
+// startPosition is where a stream starts, and whether the asked position
+// belongs to another history.
+type startPosition struct {
+	position
+	diverged bool
+}
+
+// startingPosition checks the position a client resumes from against the
+// store's history: the change at its revision must have its fingerprint. A
+// bare revision (typed by a person) is taken on trust; no position means
+// "from now".
+func (c *Control) startingPosition(ctx context.Context, from resumeFrom) (startPosition, error) {
+	if !from.given {
+		rev, err := c.store.Revision(ctx)
+		if err != nil {
+			return startPosition{}, err
+		}
+		fp, err := c.fingerprintAt(ctx, rev)
+		if err != nil && !errors.Is(err, store.ErrReplayUnavailable) {
+			return startPosition{}, err
+		}
+		return startPosition{position: position{rev, fp}}, nil
+	}
+	if from.fingerprint == "" {
+		return startPosition{position: from.position}, nil
+	}
+	fp, err := c.fingerprintAt(ctx, from.revision)
+	switch {
+	case errors.Is(err, store.ErrReplayUnavailable):
+		// No longer kept, or from the future: either way the client must
+		// start over (the stream resets).
+		return startPosition{position: from.position, diverged: true}, nil
+	case err != nil:
+		return startPosition{}, err
+	}
+	return startPosition{position: from.position, diverged: fp != from.fingerprint}, nil
+}
+
+// fingerprintAt returns the fingerprint of the change at revision, or
+// store.ErrReplayUnavailable when the store does not hold it.
+func (c *Control) fingerprintAt(ctx context.Context, revision uint64) (string, error) {
+	if revision == 0 {
+		return "", nil
+	}
+	changes, ok := c.shared.feed.after(revision-1, 1)
+	if !ok {
+		var err error
+		if changes, err = c.store.Changes(ctx, revision-1, 1); err != nil {
+			return "", err
+		}
+	}
+	if len(changes) == 0 || changes[0].Revision != revision {
+		return "", store.ErrReplayUnavailable
+	}
+	return changes[0].Fingerprint(), nil
+}
+
+// eventStream is one open change stream.
+type eventStream struct {
+	c     *Control
+	who   *principal
+	sub   *gatewayStream // nil for a person's stream
+	out   *controlapi.EventWriter
+	flush func() error
+	pos   position // the last position sent, or to send the sync at
+}
+
+func (s *eventStream) info() controlapi.Position {
+	return controlapi.Position{Revision: s.pos.revision, HeartbeatMillis: time.Duration(s.c.HeartbeatInterval).Milliseconds()}
+}
+
+// reset tells the client to drop what it derived and go on from the
+// store's latest position.
+func (s *eventStream) reset(ctx context.Context) error {
+	latest, err := s.c.store.Revision(ctx)
+	if err != nil {
+		return err
+	}
+	fp, err := s.c.fingerprintAt(ctx, latest)
+	if err != nil && !errors.Is(err, store.ErrReplayUnavailable) {
+		return err
+	}
+	s.pos = position{latest, fp}
+	s.deliver(latest)
+	return s.out.Event(s.pos.id(), controlapi.EventReset, s.info())
+}
+
+func (s *eventStream) deliver(revision uint64) {
+	if s.sub != nil {
+		// Before the write: an ack may come back before this loop flushes.
+		s.sub.deliver(revision)
+	}
+}
+
+// run sends changes until the client goes, the server stops, or a newer
+// stream of the same gateway process replaces this one.
+func (s *eventStream) run(ctx context.Context, shutdown <-chan struct{}) {
+	c := s.c
+	var superseded <-chan struct{}
+	if s.sub != nil {
+		superseded = s.sub.superseded
+	}
 	heartbeat := time.NewTicker(time.Duration(c.HeartbeatInterval))
 	defer heartbeat.Stop()
 	synced := false
 	for {
-		// Take the signal before reading, so that a change committed between
-		// the read and the wait still wakes this loop.
-		changed := c.store.Changed()
-		changes, err := c.store.Changes(ctx, since, replayBatch)
-		switch {
-		case errors.Is(err, store.ErrReplayUnavailable):
-			latest, rerr := c.store.Revision(ctx)
-			if rerr != nil {
-				return nil
+		// Take the signal before reading, so that a change that arrives
+		// between the read and the wait still wakes this loop.
+		wake := c.shared.feed.wake(s.sub != nil)
+		changes, ok := c.shared.feed.after(s.pos.revision, replayBatch)
+		if !ok {
+			var err error
+			changes, err = c.store.Changes(ctx, s.pos.revision, replayBatch)
+			switch {
+			case errors.Is(err, store.ErrReplayUnavailable):
+				c.logger.Warn("change stream cannot replay; sending reset", zap.Uint64("since", s.pos.revision))
+				if s.reset(ctx) != nil {
+					return
+				}
+				synced = false
+				continue
+			case err != nil:
+				c.logger.Error("reading change log", zap.Error(err))
+				return
 			}
-			c.logger.Warn("change stream cannot replay; sending reset", zap.Uint64("since", since), zap.Uint64("latest", latest), zap.String("gateway_id", gatewayID))
-			if out.Event(latest, controlapi.EventReset, controlapi.Position{Revision: latest}) != nil {
-				return nil
-			}
-			since, synced = latest, false
-			continue
-		case err != nil:
-			c.logger.Error("reading change log", zap.Error(err))
-			return nil
+		}
+		if len(changes) > 0 {
+			s.deliver(changes[len(changes)-1].Revision)
 		}
 		for _, ch := range changes {
-			since = ch.Revision
-			if !sees(who, ch) {
+			s.pos = position{ch.Revision, ch.Fingerprint()}
+			if !sees(s.who, ch) {
 				continue
 			}
-			if out.Event(ch.Revision, controlapi.EventStatus, ch) != nil {
-				return nil
+			if s.out.Event(s.pos.id(), controlapi.EventStatus, ch) != nil {
+				return
 			}
 		}
 		if len(changes) == replayBatch {
 			continue // more to replay before going live
 		}
 		if !synced {
-			if out.Event(since, controlapi.EventSync, controlapi.Position{Revision: since}) != nil {
-				return nil
+			if s.pos.fingerprint == "" && s.pos.revision > 0 {
+				s.pos.fingerprint, _ = c.fingerprintAt(ctx, s.pos.revision) // a bare ?since=
+			}
+			s.deliver(s.pos.revision)
+			if s.out.Event(s.pos.id(), controlapi.EventSync, s.info()) != nil {
+				return
 			}
 			synced = true
 		}
-		if flush() != nil {
-			return nil
+		if s.flush() != nil {
+			return
 		}
 		select {
-		case <-changed:
+		case <-wake:
 		case <-heartbeat.C:
-			if out.Heartbeat() != nil || flush() != nil {
-				return nil
+			if s.out.Heartbeat() != nil || s.flush() != nil {
+				return
 			}
 		case <-ctx.Done():
-			return nil
+			return
 		case <-c.done:
-			return nil
+			return
 		case <-shutdown:
-			return nil
+			return
+		case <-superseded:
+			return
 		}
 	}
 }
 
+// resumeFrom is where a client asked the stream to start.
+type resumeFrom struct {
+	position
+	given bool
+}
+
 // resumePoint reads where a client wants the stream to start. Last-Event-ID
 // (sent by reconnecting EventSource clients) wins over ?since=.
-func resumePoint(r *http.Request) (since uint64, resume bool, err error) {
+func resumePoint(r *http.Request) (resumeFrom, error) {
 	v, name := r.Header.Get("Last-Event-ID"), "Last-Event-ID"
 	if v == "" {
 		v, name = r.URL.Query().Get("since"), "since"
 	}
 	if v == "" {
-		return 0, false, nil
+		return resumeFrom{}, nil
 	}
-	since, err = strconv.ParseUint(v, 10, 64)
+	rev, fp, err := controlapi.ParseEventID(v)
 	if err != nil {
-		return 0, false, invalid(fmt.Sprintf("%s must be a revision number, got %q.", name, v))
+		return resumeFrom{}, invalid(name + ": " + err.Error() + ".")
 	}
-	return since, true, nil
+	return resumeFrom{position: position{rev, fp}, given: true}, nil
+}
+
+func randomInstance() string {
+	b := make([]byte, 8)
+	rand.Read(b) // never fails
+	return hex.EncodeToString(b)
 }

@@ -5,10 +5,10 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/conngate/conngate/caddymodule/control"
 	"github.com/conngate/conngate/caddymodule/control/controltest"
 	"github.com/conngate/conngate/caddymodule/controlapi"
 	"github.com/conngate/conngate/store"
@@ -25,18 +25,27 @@ func change(t *testing.T, ev controlapi.Event) store.Change {
 	if err := json.Unmarshal([]byte(ev.Data), &c); err != nil {
 		t.Fatal(err)
 	}
-	if ev.ID != strconv.FormatUint(c.Revision, 10) || c.ChangedAt.IsZero() {
+	if ev.ID != controlapi.EventID(c.Revision, c.Fingerprint()) || c.ChangedAt.IsZero() {
 		t.Fatalf("event id %s for change %+v", ev.ID, c)
 	}
 	return c
 }
 
-func expectSync(t *testing.T, es *controltest.EventStream, rev uint64) {
+func expectSync(t *testing.T, es *controltest.EventStream, rev uint64) controlapi.Event {
+	t.Helper()
+	return expectEvent(t, es, "sync", rev)
+}
+
+// expectEvent reads the next event and checks its name and the revision of
+// its id.
+func expectEvent(t *testing.T, es *controltest.EventStream, name string, rev uint64) controlapi.Event {
 	t.Helper()
 	ev := es.Next(t, wait, false)
-	if ev.Name != "sync" || ev.ID != strconv.FormatUint(rev, 10) {
-		t.Fatalf("event %+v, want sync at %d", ev, rev)
+	got, fp, err := controlapi.ParseEventID(ev.ID)
+	if ev.Name != name || err != nil || got != rev || (rev > 0) != (fp != "") {
+		t.Fatalf("event %+v (data %s), want %s at %d with a fingerprint", ev, ev.Data, name, rev)
 	}
+	return ev
 }
 
 func TestEventsLive(t *testing.T) {
@@ -77,6 +86,7 @@ func TestEventsReplay(t *testing.T) {
 		{"since=0 replays everything", "?since=0", nil, 1},
 		{"since=2", "?since=2", nil, 3},
 		{"Last-Event-ID wins over since", "?since=0", http.Header{"Last-Event-Id": {"3"}}, 4},
+		{"a position of this history resumes", "", http.Header{"Last-Event-Id": {positionAt(t, s, 2)}}, 3},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -92,20 +102,22 @@ func TestEventsReplay(t *testing.T) {
 }
 
 func TestEventsReset(t *testing.T) {
-	s := controltest.Start(t, controltest.Options{ChangeLogSize: 3})
+	dir := t.TempDir()
+	s := controltest.Start(t, controltest.Options{Dir: dir, ChangeLogSize: 3})
 	c := s.Create(t, "org-1").Connection
 	for range 3 {
 		s.Act(t, c.ID, store.ActionDisable)
 		s.Act(t, c.ID, store.ActionEnable)
 	} // revision 7; the log keeps 5..7
+	// A new process: its memory of recent changes starts empty, so only the
+	// log can replay.
+	s.Stop()
+	s = controltest.Start(t, controltest.Options{Dir: dir, ChangeLogSize: 3, AdminKey: s.AdminKey, GatewayKey: s.GatewayKey})
 
 	for _, q := range []string{"?since=1", "?since=99"} {
 		t.Run(q, func(t *testing.T) {
 			es := s.Events(t, s.GatewayKey, q, nil)
-			ev := es.Next(t, wait, false)
-			if ev.Name != "reset" || ev.ID != "7" {
-				t.Fatalf("event %+v, want reset at 7", ev)
-			}
+			expectEvent(t, es, "reset", 7)
 			expectSync(t, es, 7)
 		})
 	}
@@ -147,50 +159,80 @@ func TestEventsBadInput(t *testing.T) {
 	}
 }
 
-// fakeGateway subscribes as a gateway and, unless paused, acknowledges
-// every event it reads.
-type fakeGateway struct {
-	id     string
-	stream *controltest.EventStream
-	mu     sync.Mutex
-	paused bool
+// positionAt is the event id of the change at rev, as a stream sends it.
+func positionAt(t *testing.T, s *controltest.Server, rev uint64) string {
+	t.Helper()
+	es := s.Events(t, s.AdminKey, "?since="+strconv.FormatUint(rev-1, 10), nil)
+	defer es.Close()
+	return expectEvent(t, es, "status", rev).ID
 }
+
+// A position names the history as well as the revision: resuming with the
+// revision of this store but the fingerprint of another history's change
+// (a store restored from a backup reuses revisions for other changes) gets
+// a reset, not a replay that would skip what the client missed.
+func TestEventsResumeIntoAnotherHistory(t *testing.T) {
+	s := controltest.Start(t, controltest.Options{})
+	c := s.Create(t, "org-1").Connection // rev 1
+	s.Act(t, c.ID, store.ActionDisable)  // rev 2
+	s.Act(t, c.ID, store.ActionEnable)   // rev 3
+	good := positionAt(t, s, 2)
+	rev, fp, _ := controlapi.ParseEventID(good)
+	other := controlapi.EventID(rev, strings.Repeat("0", len(fp)))
+
+	es := s.Events(t, s.GatewayKey, "", http.Header{"Last-Event-Id": {good}})
+	if got := change(t, es.Next(t, wait, false)); got.Revision != 3 {
+		t.Fatalf("resuming from this history's position replays from %d, want 3", got.Revision)
+	}
+	for _, from := range []string{other, controlapi.EventID(9, fp)} {
+		es := s.Events(t, s.GatewayKey, "", http.Header{"Last-Event-Id": {from}})
+		reset := expectEvent(t, es, "reset", 3)
+		var pos controlapi.Position
+		if err := json.Unmarshal(reset.Data, &pos); err != nil || pos.Revision != 3 || pos.HeartbeatMillis <= 0 {
+			t.Errorf("reset data %s: want the revision and the heartbeat interval", reset.Data)
+		}
+		if sync := expectSync(t, es, 3); sync.ID != positionAt(t, s, 3) {
+			t.Errorf("sync id %s is not the position of revision 3", sync.ID)
+		}
+	}
+	// A bare revision (typed by a person) is resumed from on trust.
+	es = s.Events(t, s.GatewayKey, "?since=2", nil)
+	if got := change(t, es.Next(t, wait, false)); got.Revision != 3 {
+		t.Fatalf("?since=2 replays from %d, want 3", got.Revision)
+	}
+}
+
+type fakeGateway = controltest.Gateway
 
 func subscribeGateway(t *testing.T, s *controltest.Server, id string) *fakeGateway {
-	g := &fakeGateway{id: id, stream: s.Events(t, s.GatewayKey, "?gateway_id="+id, nil)}
-	go func() {
-		for ev := range g.streamEvents() {
-			g.mu.Lock()
-			paused := g.paused
-			g.mu.Unlock()
-			if ev.ID == "" || paused {
-				continue
-			}
-			rev, _ := strconv.ParseUint(ev.ID, 10, 64)
-			body := strings.NewReader(`{"revision": ` + strconv.FormatUint(rev, 10) + `}`)
-			req, _ := http.NewRequest(http.MethodPost, s.URL+"/v1/gateways/"+id+"/ack", body)
-			req.Header.Set("Authorization", "Bearer "+s.GatewayKey)
-			if resp, err := http.DefaultClient.Do(req); err == nil {
-				resp.Body.Close()
-			}
-		}
-	}()
-	return g
+	return s.Gateway(t, id, id+"-p1")
 }
 
-func (g *fakeGateway) streamEvents() <-chan controlapi.Event {
-	out := make(chan controlapi.Event)
-	go func() {
-		defer close(out)
-		for {
-			ev, ok := g.stream.TryNext(5 * time.Second)
-			if !ok {
-				return
-			}
-			out <- ev
+func subscribeProcess(t *testing.T, s *controltest.Server, id, instance string) *fakeGateway {
+	return s.Gateway(t, id, instance)
+}
+
+// connected lists the gateway processes with an open stream.
+func connected(t *testing.T, s *controltest.Server) []controlapi.Gateway {
+	t.Helper()
+	var list controlapi.GatewayList
+	s.Do(t, s.AdminKey, "GET", "/v1/gateways", nil, &list)
+	var open []controlapi.Gateway
+	for _, g := range list.Gateways {
+		if g.Connected {
+			open = append(open, g)
 		}
-	}()
-	return out
+	}
+	return open
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(wait); !cond(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("never: %s", what)
+		}
+	}
 }
 
 func TestWaitApplied(t *testing.T) {
@@ -198,37 +240,20 @@ func TestWaitApplied(t *testing.T) {
 	c := s.Create(t, "org-1").Connection
 	gws := []*fakeGateway{subscribeGateway(t, s, "gw-a"), subscribeGateway(t, s, "gw-b"), subscribeGateway(t, s, "gw-c")}
 
-	var list struct {
-		Revision uint64
-		Gateways []struct {
-			ID              string `json:"id"`
-			AppliedRevision uint64 `json:"applied_revision"`
-			LagRevisions    uint64 `json:"lag_revisions"`
-		}
-	}
-	deadline := time.Now().Add(wait)
-	for {
-		s.Do(t, s.AdminKey, "GET", "/v1/gateways", nil, &list)
-		allApplied := len(list.Gateways) == 3
-		for _, g := range list.Gateways {
+	var list []controlapi.Gateway
+	eventually(t, "three gateways applied the latest revision", func() bool {
+		list = connected(t, s)
+		allApplied := len(list) == 3
+		for _, g := range list {
 			allApplied = allApplied && g.AppliedRevision == c.Revision
 		}
-		if allApplied || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	if len(list.Gateways) != 3 || list.Gateways[0].ID != "gw-a" || list.Gateways[0].LagRevisions != 0 {
+		return allApplied
+	})
+	if list[0].ID != "gw-a" || list[0].Instance != "gw-a-p1" || list[0].LagRevisions != 0 || list[0].Streams != 1 {
 		t.Fatalf("GET /v1/gateways = %+v", list)
 	}
 
-	type applied struct {
-		Connection   store.Connection `json:"connection"`
-		Gateways     int              `json:"gateways"`
-		Acknowledged int              `json:"acknowledged"`
-		Pending      []string         `json:"pending"`
-	}
-	var got applied
+	var got controlapi.Applied
 	start := time.Now()
 	if code := s.Do(t, s.AdminKey, "POST", "/v1/connections/"+c.ID+"/disable?wait=applied&timeout=2s", nil, &got); code != 200 {
 		t.Fatalf("disable: %d", code)
@@ -240,15 +265,13 @@ func TestWaitApplied(t *testing.T) {
 		t.Errorf("waiting for three prompt acks took %s", took)
 	}
 
-	gws[1].mu.Lock()
-	gws[1].paused = true
-	gws[1].mu.Unlock()
+	gws[1].Pause()
 	start = time.Now()
 	s.Do(t, s.AdminKey, "POST", "/v1/connections/"+c.ID+"/enable?wait=applied&timeout=300ms", nil, &got)
 	if took := time.Since(start); took < 300*time.Millisecond {
 		t.Errorf("returned after %s, before the timeout", took)
 	}
-	if got.Gateways != 3 || got.Acknowledged != 2 || len(got.Pending) != 1 || got.Pending[0] != "gw-b" {
+	if got.Gateways != 3 || got.Acknowledged != 2 || len(got.Pending) != 1 || got.Pending[0] != "gw-b/gw-b-p1" {
 		t.Fatalf("one gateway blocked: %+v", got)
 	}
 
@@ -263,56 +286,125 @@ func TestWaitApplied(t *testing.T) {
 	if now.Connection.Status != store.StatusActive {
 		t.Errorf("a refused wait parameter still changed the status to %s", now.Connection.Status)
 	}
-
-	if code := s.Do(t, s.GatewayKey, "POST", "/v1/gateways/gw-unknown/ack", map[string]int{"revision": 1}, &e); code != 404 || e.Error != "gateway_not_subscribed" {
-		t.Errorf("ack from an unsubscribed gateway: %d %+v", code, e)
-	}
 	if code := s.Do(t, s.GatewayKey, "GET", "/v1/gateways", nil, &e); code != 403 {
 		t.Errorf("gateway key listing gateways: %d", code)
 	}
 
-	gws[0].stream.Close()
-	deadline = time.Now().Add(wait)
-	for {
-		s.Do(t, s.AdminKey, "GET", "/v1/gateways", nil, &list)
-		if len(list.Gateways) == 2 || time.Now().After(deadline) {
-			break
+	gws[0].Stream.Close()
+	eventually(t, "the closed stream shows as disconnected", func() bool { return len(connected(t, s)) == 2 })
+}
+
+// Acknowledgements count only for the stream whose ack key they name, and
+// only up to what it delivered: holding the shared gateway key is not
+// enough to acknowledge for a gateway that did not apply a change.
+func TestAcksBoundToTheirStream(t *testing.T) {
+	s := controltest.Start(t, controltest.Options{})
+	c := s.Create(t, "org-1").Connection
+	frozen := subscribeGateway(t, s, "gw-real")
+	frozen.Pause()
+	forger := s.Events(t, s.GatewayKey, "?gateway_id=gw-forger&instance=x", nil)
+	forgerKey := forger.Resp.Header.Get(controlapi.AckKeyHeader)
+	expectSync(t, forger, c.Revision)
+	eventually(t, "both streams open", func() bool { return len(connected(t, s)) == 2 })
+
+	ack := func(id string, body any) (int, errorBody) {
+		b, _ := json.Marshal(body)
+		req, _ := http.NewRequest(http.MethodPost, s.URL+"/v1/gateways/"+id+"/ack", strings.NewReader(string(b)))
+		req.Header.Set("Authorization", "Bearer "+s.GatewayKey)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, errorBody{}
 		}
-		time.Sleep(10 * time.Millisecond)
+		defer resp.Body.Close()
+		var e errorBody
+		json.NewDecoder(resp.Body).Decode(&e)
+		return resp.StatusCode, e
 	}
-	if len(list.Gateways) != 2 {
-		t.Errorf("closed stream still listed: %+v", list.Gateways)
+	for _, tt := range []struct {
+		name, id string
+		body     any
+		status   int
+		code     string
+	}{
+		{"no stream named", "gw-real", map[string]any{"revision": 1}, 400, "invalid_request"},
+		{"an unknown ack key", "gw-real", controlapi.Ack{Revision: 1, Stream: "00112233445566778899aabbccddeeff"}, 404, "gateway_not_subscribed"},
+		{"another gateway's stream", "gw-real", controlapi.Ack{Revision: 1, Stream: forgerKey}, 404, "gateway_not_subscribed"},
+		{"above what the stream delivered", "gw-forger", controlapi.Ack{Revision: 18446744073709551615, Stream: forgerKey}, 409, "ack_ahead_of_stream"},
+		{"the next revision, not sent yet", "gw-forger", controlapi.Ack{Revision: c.Revision + 1, Stream: forgerKey}, 409, "ack_ahead_of_stream"},
+		{"what it was sent", "gw-forger", controlapi.Ack{Revision: c.Revision, Stream: forgerKey}, 204, ""},
+	} {
+		if code, e := ack(tt.id, tt.body); code != tt.status || e.Error != tt.code {
+			t.Errorf("%s: %d %q, want %d %q", tt.name, code, e.Error, tt.status, tt.code)
+		}
 	}
+
+	// The forger acknowledges everything its own stream is sent; the frozen
+	// gateway still holds ?wait=applied, and is reported pending.
+	go func() {
+		for {
+			ev, ok := forger.TryNext(wait)
+			if !ok {
+				return
+			}
+			if rev, _, err := controlapi.ParseEventID(ev.ID); err == nil && ev.ID != "" {
+				ack("gw-forger", controlapi.Ack{Revision: rev, Stream: forgerKey})
+			}
+		}
+	}()
+	var got controlapi.Applied
+	s.Do(t, s.AdminKey, "POST", "/v1/connections/"+c.ID+"/disable?wait=applied&timeout=300ms", nil, &got)
+	if got.Gateways != 2 || got.Acknowledged != 1 || len(got.Pending) != 1 || got.Pending[0] != "gw-real/gw-real-p1" {
+		t.Fatalf("with the real gateway frozen: %+v, want it pending", got)
+	}
+}
+
+// Processes sharing a gateway id are told apart: each is listed, each is
+// waited for.
+func TestProcessesSharingAGatewayID(t *testing.T) {
+	s := controltest.Start(t, controltest.Options{})
+	c := s.Create(t, "org-1").Connection
+	one := subscribeProcess(t, s, "gw-host", "pid-1")
+	two := subscribeProcess(t, s, "gw-host", "pid-2")
+	eventually(t, "both processes listed", func() bool { return len(connected(t, s)) == 2 })
+	two.Pause()
+	var got controlapi.Applied
+	s.Do(t, s.AdminKey, "POST", "/v1/connections/"+c.ID+"/disable?wait=applied&timeout=300ms", nil, &got)
+	if got.Gateways != 2 || got.Acknowledged != 1 || len(got.Pending) != 1 || got.Pending[0] != "gw-host/pid-2" {
+		t.Fatalf("one process of two acknowledging: %+v", got)
+	}
+	_ = one
+
+	// A new stream of the same process replaces its old one.
+	again := subscribeProcess(t, s, "gw-host", "pid-2")
+	if _, ok := two.Stream.TryNext(wait); ok {
+		for { // drain what was sent before it ended
+			if _, ok := two.Stream.TryNext(wait); !ok {
+				break
+			}
+		}
+	}
+	eventually(t, "the replaced stream gone, the process listed once", func() bool {
+		list := connected(t, s)
+		return len(list) == 2 && list[1].Instance == "pid-2" && list[1].Streams == 1
+	})
+	_ = again
 }
 
 // A gateway whose stream just ended (a config reload ends them all, or a
 // network blip) is still waited for: it stays pending until it reconnects
-// and applies the change. GET /v1/gateways lists only open streams.
+// and applies the change.
 func TestWaitAppliedCountsAReconnectingGateway(t *testing.T) {
 	s := controltest.Start(t, controltest.Options{})
 	c := s.Create(t, "org-1").Connection
-	listed := func() int {
-		var list controlapi.GatewayList
-		s.Do(t, s.AdminKey, "GET", "/v1/gateways", nil, &list)
-		return len(list.Gateways)
-	}
 	gw := subscribeGateway(t, s, "gw-blip")
-	for deadline := time.Now().Add(wait); listed() != 1; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the gateway never subscribed")
-		}
-	}
-	gw.stream.Close()
-	for deadline := time.Now().Add(wait); listed() != 0; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the closed stream is still listed")
-		}
-	}
+	eventually(t, "the gateway subscribed", func() bool { return len(connected(t, s)) == 1 })
+	gw.Stream.Close()
+	eventually(t, "the closed stream shows as disconnected", func() bool { return len(connected(t, s)) == 0 })
 	var out controlapi.Applied
 	if code := s.Do(t, s.AdminKey, "POST", "/v1/connections/"+c.ID+"/disable?wait=applied&timeout=200ms", nil, &out); code != 200 {
 		t.Fatalf("disable: %d", code)
 	}
-	if out.Gateways != 1 || out.Acknowledged != 0 || len(out.Pending) != 1 || out.Pending[0] != "gw-blip" {
+	if out.Gateways != 1 || out.Acknowledged != 0 || len(out.Pending) != 1 || out.Pending[0] != "gw-blip/gw-blip-p1" {
 		t.Errorf("while it reconnects: %+v, want it pending", out)
 	}
 	subscribeGateway(t, s, "gw-blip") // back, and acknowledging
@@ -321,5 +413,98 @@ func TestWaitAppliedCountsAReconnectingGateway(t *testing.T) {
 	}
 	if out.Gateways != 1 || out.Acknowledged != 1 {
 		t.Errorf("after it reconnected: %+v, want it acknowledged", out)
+	}
+}
+
+// The gateways seen are kept in the store: right after a restart of the
+// control endpoint, ?wait=applied waits for them (they are reconnecting)
+// instead of answering "0 of 0, done".
+func TestWaitAppliedAfterARestart(t *testing.T) {
+	dir := t.TempDir()
+	s := controltest.Start(t, controltest.Options{Dir: dir})
+	c := s.Create(t, "org-1").Connection
+	subscribeGateway(t, s, "gw-kept")
+	eventually(t, "the gateway subscribed", func() bool { return len(connected(t, s)) == 1 })
+	s.Stop() // saves what the registry knows
+	s = controltest.Start(t, controltest.Options{Dir: dir, AdminKey: s.AdminKey, GatewayKey: s.GatewayKey})
+
+	var out controlapi.Applied
+	start := time.Now()
+	s.Do(t, s.AdminKey, "POST", "/v1/connections/"+c.ID+"/disable?wait=applied&timeout=300ms", nil, &out)
+	if out.Gateways != 1 || out.Acknowledged != 0 || len(out.Pending) != 1 || out.Pending[0] != "gw-kept/gw-kept-p1" {
+		t.Fatalf("right after a restart: %+v, want the remembered gateway pending", out)
+	}
+	if took := time.Since(start); took < 300*time.Millisecond {
+		t.Errorf("answered after %s: it did not wait for the reconnecting gateway", took)
+	}
+	var list controlapi.GatewayList
+	s.Do(t, s.AdminKey, "GET", "/v1/gateways", nil, &list)
+	if len(list.Gateways) != 1 || list.Gateways[0].Connected || list.Gateways[0].LastSeenAt.IsZero() {
+		t.Errorf("GET /v1/gateways after a restart = %+v, want the remembered gateway, disconnected", list.Gateways)
+	}
+	subscribeGateway(t, s, "gw-kept")
+	s.Do(t, s.AdminKey, "POST", "/v1/connections/"+c.ID+"/enable?wait=applied&timeout=5s", nil, &out)
+	if out.Gateways != 1 || out.Acknowledged != 1 {
+		t.Errorf("once it is back: %+v", out)
+	}
+}
+
+// A process that stops cleanly leaves, and is not waited for.
+func TestGatewayLeaves(t *testing.T) {
+	s := controltest.Start(t, controltest.Options{})
+	c := s.Create(t, "org-1").Connection
+	gw := subscribeGateway(t, s, "gw-leaving")
+	eventually(t, "the gateway subscribed", func() bool { return len(connected(t, s)) == 1 })
+	key := gw.AckKey
+	var e errorBody
+	if code := s.Do(t, s.GatewayKey, "POST", "/v1/gateways/other/leave", controlapi.Leave{Stream: key}, &e); code != 404 {
+		t.Errorf("leaving under another id: %d", code)
+	}
+	if code := s.Do(t, s.GatewayKey, "POST", "/v1/gateways/gw-leaving/leave", controlapi.Leave{Stream: key}, nil); code != 204 {
+		t.Fatalf("leave: %d", code)
+	}
+	gw.Stream.Close()
+	var out controlapi.Applied
+	s.Do(t, s.AdminKey, "POST", "/v1/connections/"+c.ID+"/disable?wait=applied&timeout=2s", nil, &out)
+	if out.Gateways != 0 || len(out.Pending) != 0 {
+		t.Errorf("after it left: %+v, want nobody to wait for", out)
+	}
+}
+
+// Stream limits: per principal and in total for people, a budget of their
+// own for gateways, each refusal a 429 with Retry-After.
+func TestStreamLimits(t *testing.T) {
+	s := controltest.Start(t, controltest.Options{Configure: func(c *control.Control) {
+		c.MaxStreamsPerPrincipal, c.MaxStreams, c.MaxGatewayStreams = 2, 3, 1
+	}})
+	open := func(key, query string) *controltest.EventStream {
+		es := s.Events(t, key, query, nil)
+		t.Cleanup(es.Close)
+		return es
+	}
+	open(s.AdminKey, "")
+	open(s.AdminKey, "")
+	third := open(s.AdminKey, "")
+	if third.Resp.StatusCode != 429 || third.Resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("a third stream of one principal: %d (Retry-After %q), want 429 with Retry-After", third.Resp.StatusCode, third.Resp.Header.Get("Retry-After"))
+	}
+	var e errorBody
+	json.NewDecoder(third.Resp.Body).Decode(&e)
+	if e.Error != "too_many_streams" {
+		t.Errorf("refusal body %+v", e)
+	}
+	// The gateway key without a gateway id is a reader like a person: the
+	// third of people's streams in total, then none.
+	if es := open(s.GatewayKey, ""); es.Resp.StatusCode != 200 {
+		t.Fatalf("the third of people's streams: %d", es.Resp.StatusCode)
+	}
+	if es := open(s.GatewayKey, ""); es.Resp.StatusCode != 429 {
+		t.Fatalf("a fourth of people's streams past max_streams 3: %d", es.Resp.StatusCode)
+	}
+	if gw := open(s.GatewayKey, "?gateway_id=gw-1&instance=a"); gw.Resp.StatusCode != 200 {
+		t.Fatalf("a gateway while people are at their limit: %d", gw.Resp.StatusCode)
+	}
+	if gw := open(s.GatewayKey, "?gateway_id=gw-2&instance=a"); gw.Resp.StatusCode != 429 {
+		t.Fatalf("a gateway past max_gateway_streams: %d", gw.Resp.StatusCode)
 	}
 }

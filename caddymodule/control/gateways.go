@@ -2,68 +2,126 @@ package control
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"net/http"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
 
 	"github.com/conngate/conngate/caddymodule/controlapi"
+	"github.com/conngate/conngate/store"
 )
 
-// registries shares one gateway registry among the configs that use the same
-// store: a config reload ends every change stream, and the gateways
-// reconnect within a second; a registry of the new config's own would know
-// none of them meanwhile, and ?wait=applied would wait for nobody.
-var registries = caddy.NewUsagePool()
+// reconnectGrace is how long ?wait=applied still waits for a gateway whose
+// stream ended (a reload, a network blip, a control restart): it is most
+// likely reconnecting. Past that it is reported pending without waiting.
+const reconnectGrace = 10 * time.Second
 
-type pooledRegistry struct{ *gatewayRegistry }
+// DefaultGatewayRetention is how long a gateway process that went away is
+// remembered (and reported pending by ?wait=applied) unless it left on
+// purpose.
+const DefaultGatewayRetention = 10 * time.Minute
 
-func (pooledRegistry) Destruct() error { return nil }
+// gatewayFlushInterval is how often what the registry knows is saved to the
+// store, so that a restarted control endpoint still knows the gateways.
+const gatewayFlushInterval = 5 * time.Second
 
-// loadRegistry returns the registry shared under key (the store's config).
-func loadRegistry(key string) (*gatewayRegistry, error) {
-	v, _, err := registries.LoadOrNew(key, func() (caddy.Destructor, error) {
-		return pooledRegistry{newGatewayRegistry()}, nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return v.(pooledRegistry).gatewayRegistry, nil
-}
-
-// gatewayGrace is how long a gateway whose streams all ended still counts:
-// a reconnecting gateway (after a reload, a network blip) is waited for by
-// ?wait=applied rather than forgotten.
-const gatewayGrace = 10 * time.Second
-
-// gatewayRegistry knows which gateways are subscribed to the change stream
-// and which revision each has applied, so that a change can wait until every
-// gateway has applied it.
+// gatewayRegistry knows every gateway process subscribed to the change
+// stream, or seen on it within the retention, and the revision each has
+// applied, so that a change can wait until every gateway has applied it.
+//
+// A process is a gateway id and an instance (chosen by the process, so that
+// several processes may share an id). Acknowledgements are bound to a
+// stream: each stream gets a secret ack key, an ack names it, and counts
+// only up to the revision that stream has delivered.
 type gatewayRegistry struct {
-	mu       sync.Mutex
-	gateways map[string]*gatewayState
+	mu        sync.Mutex
+	instances map[instanceKey]*instanceState
+	byAckKey  map[[32]byte]*gatewayStream // sha-256 of each open stream's ack key
 	// updated is closed and replaced whenever an applied revision moves or
-	// a gateway goes away: waiters re-check then.
+	// a gateway comes or goes: waiters re-check then.
 	updated chan struct{}
+
+	store     store.GatewayStore
+	retention atomic.Int64 // nanoseconds; the config provisioned last sets it
+	now       func() time.Time
+	logger    *zap.Logger
+	stop      chan struct{}
+	stopped   chan struct{}
 }
 
-type gatewayState struct {
-	id          string
-	streams     int // a gateway may briefly hold two while it reconnects
+type instanceKey struct{ gatewayID, instance string }
+
+func (k instanceKey) String() string { return k.gatewayID + "/" + k.instance }
+
+type instanceState struct {
+	instanceKey
+	streams     int            // a process may briefly hold two while it reconnects
+	current     *gatewayStream // the newest open stream
 	applied     uint64
 	connectedAt time.Time
 	lastAckAt   time.Time
-	// goneAt is when its last stream ended; zero while it has one. It is
-	// forgotten gatewayGrace after.
-	goneAt time.Time
+	// lastSeen is when it was last connected (saved every flush while it
+	// is); goneAt is when this process last saw it go (zero while
+	// connected), or when this process started for a gateway remembered
+	// from the store.
+	lastSeen, goneAt time.Time
+	dirty            bool // changed since the last save
 }
 
-func newGatewayRegistry() *gatewayRegistry {
-	return &gatewayRegistry{gateways: map[string]*gatewayState{}, updated: make(chan struct{})}
+// gatewayStream is one open change stream of a gateway process.
+type gatewayStream struct {
+	reg       *gatewayRegistry
+	inst      *instanceState
+	ackKey    string
+	ackHash   [32]byte
+	delivered uint64 // under reg.mu
+	// superseded is closed when a newer stream of the same process opens:
+	// the old one ends, so that one process has one stream.
+	superseded chan struct{}
 }
+
+func newGatewayRegistry(st store.GatewayStore, logger *zap.Logger) *gatewayRegistry {
+	g := &gatewayRegistry{
+		instances: map[instanceKey]*instanceState{},
+		byAckKey:  map[[32]byte]*gatewayStream{},
+		updated:   make(chan struct{}),
+		store:     st,
+		now:       time.Now,
+		logger:    logger,
+		stop:      make(chan struct{}),
+		stopped:   make(chan struct{}),
+	}
+	g.retention.Store(int64(DefaultGatewayRetention))
+	return g
+}
+
+// remember loads the gateways the store saw within the retention: after a
+// restart they count as reconnecting, and are waited for reconnectGrace.
+func (g *gatewayRegistry) remember(ctx context.Context) error {
+	now := g.now()
+	seen, err := g.store.Gateways(ctx, now.Add(-g.retentionPeriod()))
+	if err != nil {
+		return err
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, s := range seen {
+		k := instanceKey{s.GatewayID, s.Instance}
+		if g.instances[k] == nil {
+			g.instances[k] = &instanceState{instanceKey: k, applied: s.AppliedRevision, lastSeen: s.SeenAt, goneAt: now}
+		}
+	}
+	return nil
+}
+
+func (g *gatewayRegistry) retentionPeriod() time.Duration { return time.Duration(g.retention.Load()) }
 
 // broadcast must be called with mu held.
 func (g *gatewayRegistry) broadcast() {
@@ -71,101 +129,188 @@ func (g *gatewayRegistry) broadcast() {
 	g.updated = make(chan struct{})
 }
 
-// subscribe records a stream of gateway id; the returned func ends it.
-func (g *gatewayRegistry) subscribe(id string) (unsubscribe func()) {
+// subscribe records a new stream of one gateway process and ends the
+// process's older stream, if any.
+func (g *gatewayRegistry) subscribe(gatewayID, instance string) *gatewayStream {
+	key := make([]byte, 32)
+	rand.Read(key) // never fails
+	s := &gatewayStream{reg: g, ackKey: hex.EncodeToString(key), superseded: make(chan struct{})}
+	s.ackHash = sha256.Sum256([]byte(s.ackKey))
+
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.forgetGone(time.Now())
-	st := g.gateways[id]
+	now := g.now()
+	k := instanceKey{gatewayID, instance}
+	st := g.instances[k]
 	if st == nil {
-		st = &gatewayState{id: id, connectedAt: time.Now().UTC()}
-		g.gateways[id] = st
+		st = &instanceState{instanceKey: k}
+		g.instances[k] = st
+	}
+	if st.streams == 0 {
+		st.connectedAt = now.UTC()
+	}
+	if st.current != nil {
+		close(st.current.superseded)
 	}
 	st.streams++
-	st.goneAt = time.Time{}
-	return func() {
-		g.mu.Lock()
-		defer g.mu.Unlock()
-		if st.streams--; st.streams == 0 {
-			st.goneAt = time.Now()
-			g.broadcast()
-		}
-	}
+	st.current, st.goneAt, st.lastSeen, st.dirty = s, time.Time{}, now, true
+	s.inst = st
+	g.byAckKey[s.ackHash] = s
+	g.broadcast()
+	return s
 }
 
-// forgetGone drops the gateways gone for longer than gatewayGrace. It must
-// be called with mu held.
-func (g *gatewayRegistry) forgetGone(now time.Time) {
-	for id, st := range g.gateways {
-		if st.streams == 0 && now.Sub(st.goneAt) > gatewayGrace {
-			delete(g.gateways, id)
-		}
-	}
+// deliver records that the stream has written (and flushed) every change
+// up to revision.
+func (s *gatewayStream) deliver(revision uint64) {
+	s.reg.mu.Lock()
+	s.delivered = max(s.delivered, revision)
+	s.reg.mu.Unlock()
 }
 
-// ack records that gateway id has applied every change up to revision.
-func (g *gatewayRegistry) ack(id string, revision uint64) bool {
+// end records that the stream is closed.
+func (s *gatewayStream) end() {
+	g := s.reg
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	st := g.gateways[id]
-	if st == nil || st.streams == 0 {
-		return false // acknowledgements count only while subscribed
+	delete(g.byAckKey, s.ackHash)
+	st := s.inst
+	if st.current == s {
+		st.current = nil
 	}
-	st.lastAckAt = time.Now().UTC()
-	if revision > st.applied {
-		st.applied = revision
-		g.broadcast()
+	if st.streams--; st.streams == 0 {
+		st.goneAt, st.lastSeen, st.dirty = g.now(), g.now(), true
 	}
-	return true
+	g.broadcast()
 }
 
-// waitApplied waits until every gateway subscribed now has applied revision,
-// or until ctx ends. It returns how many gateways were waited for and the
-// ids of those that had not applied it.
-func (g *gatewayRegistry) waitApplied(ctx context.Context, revision uint64) (total int, pending []string) {
-	g.mu.Lock()
-	g.forgetGone(time.Now())
-	ids := make([]string, 0, len(g.gateways))
-	for id := range g.gateways {
-		ids = append(ids, id)
+// streamOf returns the open stream of gatewayID whose ack key this is.
+func (g *gatewayRegistry) streamOf(gatewayID, ackKey string) (*gatewayStream, error) {
+	s := g.byAckKey[sha256.Sum256([]byte(ackKey))]
+	if s == nil || s.inst.gatewayID != gatewayID {
+		return nil, controlapi.Errorf(http.StatusNotFound, controlapi.CodeGatewayNotSubscribed,
+			"Gateway %s has no open change stream with this ack key; acknowledgements count only for the stream whose %s they name, while it is open.", gatewayID, controlapi.AckKeyHeader)
 	}
-	g.mu.Unlock()
-	slices.Sort(ids)
+	return s, nil
+}
 
+// ack records that the process behind the stream has applied every change
+// up to revision.
+func (g *gatewayRegistry) ack(gatewayID, ackKey string, revision uint64) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	s, err := g.streamOf(gatewayID, ackKey)
+	if err != nil {
+		return err
+	}
+	if revision > s.delivered {
+		return controlapi.Errorf(http.StatusConflict, controlapi.CodeAckAhead,
+			"Revision %d is above what this stream has delivered (%d); a gateway acknowledges only what it was sent.", revision, s.delivered)
+	}
+	st := s.inst
+	st.lastAckAt = g.now().UTC()
+	if revision > st.applied {
+		st.applied = revision
+		st.dirty = true
+		g.broadcast()
+	}
+	return nil
+}
+
+// leave forgets the process behind the stream: it stops on purpose.
+func (g *gatewayRegistry) leave(ctx context.Context, gatewayID, ackKey string) error {
+	g.mu.Lock()
+	s, err := g.streamOf(gatewayID, ackKey)
+	if err != nil {
+		g.mu.Unlock()
+		return err
+	}
+	k := s.inst.instanceKey
+	if g.instances[k] == s.inst {
+		delete(g.instances, k)
+	}
+	g.broadcast()
+	g.mu.Unlock()
+	return g.store.ForgetGateway(ctx, k.gatewayID, k.instance)
+}
+
+// forgetOld drops the processes gone for longer than the retention. It must
+// be called with mu held.
+func (g *gatewayRegistry) forgetOld(now time.Time) {
+	for k, st := range g.instances {
+		if st.streams == 0 && now.Sub(st.lastSeen) > g.retentionPeriod() {
+			delete(g.instances, k)
+		}
+	}
+}
+
+// waitApplied waits until every gateway process that is connected, or
+// went away less than reconnectGrace ago, has applied revision, or until
+// ctx ends. It returns how many processes it counted (every one seen within
+// the retention) and those that have not applied it: a gateway that is
+// away stays pending, never silently done.
+func (g *gatewayRegistry) waitApplied(ctx context.Context, revision uint64) (total int, pending []string) {
 	for {
 		g.mu.Lock()
-		pending = pending[:0]
-		for _, id := range ids {
-			// A gateway that went away has not applied it, as far as anyone
-			// can tell: it stays pending.
-			if st := g.gateways[id]; st == nil || st.applied < revision {
-				pending = append(pending, id)
+		now := g.now()
+		g.forgetOld(now)
+		total, pending = len(g.instances), []string{}
+		var waitFor bool
+		var recheck time.Duration // when an absent one stops being waited for
+		for _, st := range g.instances {
+			if st.applied >= revision {
+				continue
+			}
+			pending = append(pending, st.String())
+			switch left := reconnectGrace - now.Sub(st.goneAt); {
+			case st.streams > 0:
+				waitFor = true
+			case left > 0:
+				waitFor = true
+				if recheck == 0 || left < recheck {
+					recheck = left
+				}
 			}
 		}
 		updated := g.updated
 		g.mu.Unlock()
-		if len(pending) == 0 {
-			return len(ids), []string{}
+		slices.Sort(pending)
+		if !waitFor {
+			return total, pending
+		}
+		var timeout <-chan time.Time
+		var timer *time.Timer
+		if recheck > 0 {
+			timer = time.NewTimer(recheck)
+			timeout = timer.C
 		}
 		select {
 		case <-updated:
+		case <-timeout:
 		case <-ctx.Done():
-			return len(ids), pending
+		}
+		if timer != nil {
+			timer.Stop()
+		}
+		if ctx.Err() != nil {
+			return total, pending
 		}
 	}
 }
 
-// list is every subscribed gateway, by id, with its lag behind latest.
+// list is every gateway process known, with its lag behind latest.
 func (g *gatewayRegistry) list(latest uint64) []controlapi.Gateway {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.forgetGone(time.Now())
-	views := make([]controlapi.Gateway, 0, len(g.gateways))
-	for _, st := range g.gateways {
-		if st.streams == 0 {
-			continue // reconnecting, maybe: ?wait=applied still waits for it
+	now := g.now()
+	g.forgetOld(now)
+	views := make([]controlapi.Gateway, 0, len(g.instances))
+	for _, st := range g.instances {
+		v := controlapi.Gateway{ID: st.gatewayID, Instance: st.instance, Connected: st.streams > 0, Streams: st.streams,
+			AppliedRevision: st.applied, ConnectedAt: st.connectedAt, LastSeenAt: st.lastSeen.UTC()}
+		if v.Connected {
+			v.LastSeenAt = now.UTC()
 		}
-		v := controlapi.Gateway{ID: st.id, Streams: st.streams, AppliedRevision: st.applied, ConnectedAt: st.connectedAt}
 		if latest > st.applied {
 			v.LagRevisions = latest - st.applied
 		}
@@ -175,8 +320,58 @@ func (g *gatewayRegistry) list(latest uint64) []controlapi.Gateway {
 		}
 		views = append(views, v)
 	}
-	slices.SortFunc(views, func(a, b controlapi.Gateway) int { return strings.Compare(a.ID, b.ID) })
+	slices.SortFunc(views, func(a, b controlapi.Gateway) int {
+		return strings.Compare(a.ID+"\x00"+a.Instance, b.ID+"\x00"+b.Instance)
+	})
 	return views
+}
+
+// run saves what the registry knows every gatewayFlushInterval until stop.
+func (g *gatewayRegistry) run() {
+	defer close(g.stopped)
+	tick := time.NewTicker(gatewayFlushInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-tick.C:
+			if err := g.flush(); err != nil {
+				g.logger.Warn("saving the gateway registry", zap.Error(err))
+			}
+		case <-g.stop:
+			// At shutdown the store may be closed already; a restart then
+			// knows what the last periodic save knew.
+			if err := g.flush(); err != nil {
+				g.logger.Debug("saving the gateway registry at shutdown", zap.Error(err))
+			}
+			return
+		}
+	}
+}
+
+// flush saves the connected processes (seen now) and those changed since
+// the last flush, and lets the store forget those past the retention.
+func (g *gatewayRegistry) flush() error {
+	g.mu.Lock()
+	now := g.now()
+	var seen []store.GatewaySeen
+	for _, st := range g.instances {
+		if st.streams > 0 {
+			st.lastSeen = now
+		} else if !st.dirty {
+			continue
+		}
+		st.dirty = false
+		seen = append(seen, store.GatewaySeen{GatewayID: st.gatewayID, Instance: st.instance, AppliedRevision: st.applied, SeenAt: st.lastSeen.UTC()})
+	}
+	g.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return g.store.SaveGateways(ctx, seen, now.Add(-g.retentionPeriod()))
+}
+
+func (g *gatewayRegistry) close() {
+	close(g.stop)
+	<-g.stopped
 }
 
 func (c *Control) ackGateway(w http.ResponseWriter, r *http.Request) error {
@@ -196,10 +391,35 @@ func (c *Control) ackGateway(w http.ResponseWriter, r *http.Request) error {
 		// (or of a missing revision) acknowledges nothing.
 		return invalid("revision must be the revision of an applied change, 1 or more.")
 	}
-	if !c.gateways.ack(id, body.Revision) {
-		return controlapi.Errorf(http.StatusNotFound, controlapi.CodeGatewayNotSubscribed,
-			"Gateway %s has no open change stream; acknowledgements count only while it is subscribed.", id)
+	if body.Stream == "" {
+		return invalid("stream must be the ack key the change stream was answered with (" + controlapi.AckKeyHeader + ").")
 	}
+	if err := c.gateways.ack(id, body.Stream, body.Revision); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (c *Control) leaveGateway(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("id")
+	if err := validID("gateway id", id); err != nil {
+		return err
+	}
+	if err := allow(r, access{want: rightAck, gatewayID: id}); err != nil {
+		return err
+	}
+	var body controlapi.Leave
+	if err := decodeBody(w, r, &body); err != nil {
+		return err
+	}
+	if body.Stream == "" {
+		return invalid("stream must be the ack key the change stream was answered with (" + controlapi.AckKeyHeader + ").")
+	}
+	if err := c.gateways.leave(r.Context(), id, body.Stream); err != nil {
+		return err
+	}
+	c.logger.Info("gateway left", zap.String("gateway_id", id))
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }

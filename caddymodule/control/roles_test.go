@@ -171,7 +171,7 @@ func TestRoleMatrix(t *testing.T) {
 			return s.Do(t, key, "POST", "/v1/apps/"+newApp(org, me)+"/secret", nil, &out)
 		case "ack as another gateway":
 			// Not edge-9: a stream of that id may still be closing.
-			return s.Do(t, key, "POST", "/v1/gateways/edge-never/ack", map[string]int{"revision": 1}, &out)
+			return s.Do(t, key, "POST", "/v1/gateways/edge-never/ack", controlapi.Ack{Revision: 1, Stream: "00112233445566778899aabbccddeeff"}, &out)
 		}
 		t.Fatalf("unknown action %s", action)
 		return 0

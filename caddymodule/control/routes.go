@@ -67,6 +67,7 @@ func (c *Control) routeTable() map[string]map[string]operation {
 		controlapi.PathAudit:           {http.MethodGet: {false, c.listAudit}},
 		controlapi.PathGateways:        {http.MethodGet: {false, c.listGateways}},
 		"/v1/gateways/{id}/ack":        {http.MethodPost: {false, c.ackGateway}},
+		"/v1/gateways/{id}/leave":      {http.MethodPost: {false, c.leaveGateway}},
 		controlapi.PathMe:              {http.MethodGet: {false, c.getMe}},
 		controlapi.PathApps:            {http.MethodGet: {false, c.listApps}, http.MethodPost: {false, c.createApp}},
 		"/v1/apps/{id}":                {http.MethodGet: {false, c.getApp}, http.MethodDelete: {false, c.deleteApp}},

@@ -58,20 +58,38 @@ type GatewayList struct {
 	Gateways []Gateway `json:"gateways"`
 }
 
-// Gateway is one gateway subscribed to the change stream.
+// Gateway is one gateway process subscribed to the change stream, or seen
+// on it recently: ?wait=applied counts it until it has been gone for the
+// control endpoint's gateway_retention.
 type Gateway struct {
-	ID              string     `json:"id"`
+	ID string `json:"id"`
+	// Instance tells apart processes that share a gateway id.
+	Instance string `json:"instance"`
+	// Connected: it has an open change stream now.
+	Connected       bool       `json:"connected"`
 	Streams         int        `json:"streams"`
 	AppliedRevision uint64     `json:"applied_revision"`
 	LagRevisions    uint64     `json:"lag_revisions"`
 	ConnectedAt     time.Time  `json:"connected_at"`
 	LastAckAt       *time.Time `json:"last_ack_at"`
+	LastSeenAt      time.Time  `json:"last_seen_at"`
 }
 
 // Ack is the body of POST /v1/gateways/{id}/ack: the gateway has applied
 // every change up to Revision.
 type Ack struct {
 	Revision uint64 `json:"revision"`
+	// Stream is the ack key its change stream was answered with
+	// (AckKeyHeader): an ack counts for that stream's process, and only up
+	// to what the stream has delivered.
+	Stream string `json:"stream"`
+}
+
+// Leave is the body of POST /v1/gateways/{id}/leave: a gateway process
+// that stops on purpose is forgotten at once, rather than counted as
+// pending for gateway_retention.
+type Leave struct {
+	Stream string `json:"stream"`
 }
 
 // Me answers GET /v1/me: who a key belongs to and what it may do.

@@ -19,7 +19,12 @@ const (
 	CodeConnectionNotFound   Code = "connection_not_found"
 	CodeConnectionDeleted    Code = "connection_deleted"
 	CodeGatewayNotSubscribed Code = "gateway_not_subscribed"
-	CodeAppNotFound          Code = "app_not_found"
+	// CodeAckAhead: an acknowledgement of a revision its stream has not
+	// delivered.
+	CodeAckAhead Code = "ack_ahead_of_stream"
+	// CodeTooManyStreams: the change stream limits are reached.
+	CodeTooManyStreams Code = "too_many_streams"
+	CodeAppNotFound    Code = "app_not_found"
 	// CodePublicClient: a public app (token_endpoint_auth_method none) has
 	// no client secret to rotate.
 	CodePublicClient  Code = "public_client"

@@ -7,17 +7,22 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
+	"strings"
 )
 
 // The change stream (GET /v1/events) is a stream of Server-Sent Events:
 //
-//	event: status     id: <revision>  data: store.Change
-//	event: sync       id: <revision>  data: Position   replay done; live from here
-//	event: reset      id: <revision>  data: Position   cannot replay: drop what you derived
+//	event: status     id: <position>  data: store.Change
+//	event: sync       id: <position>  data: Position   replay done; live from here
+//	event: reset      id: <position>  data: Position   cannot replay: drop what you derived
 //	event: heartbeat                  data: {}         the stream is idle, and alive
 //
-// The id of every event but a heartbeat is the revision to resume after
-// (Last-Event-ID or ?since=). The heartbeat is an event, not a comment, and
+// The id of every event but a heartbeat is the position to resume after
+// (Last-Event-ID or ?since=): the revision and the fingerprint of the change
+// at it (EventID), so that resuming into another history (a store restored
+// from a backup reuses revisions for other changes) is detected and answered
+// with a reset. The heartbeat is an event, not a comment, and
 // the retry: field comes with the first event rather than alone, because
 // common clients (@microsoft/fetch-event-source) hand a block with only a
 // comment or only retry: to the application as an empty message.
@@ -32,9 +37,48 @@ const (
 	RetryMillis = 1000
 )
 
+// AckKeyHeader carries, on a gateway's change stream answer, the secret
+// that binds acknowledgements to that stream: an ack names it, and counts
+// only up to what the stream has delivered.
+const AckKeyHeader = "Conngate-Ack-Key"
+
 // Position is the data of sync and reset events.
 type Position struct {
 	Revision uint64 `json:"revision"`
+	// HeartbeatMillis is how often the idle stream carries a heartbeat, so
+	// that a subscriber can tell a silent stream from a quiet one within
+	// about two intervals, whatever the server's setting.
+	HeartbeatMillis int64 `json:"heartbeat_ms,omitempty"`
+}
+
+// EventID is the id of an event at revision: "<revision>-<fingerprint>", or
+// the bare revision where no change has it (revision 0).
+func EventID(revision uint64, fingerprint string) string {
+	if fingerprint == "" {
+		return strconv.FormatUint(revision, 10)
+	}
+	return strconv.FormatUint(revision, 10) + "-" + fingerprint
+}
+
+// ParseEventID reads an id written by EventID. A bare revision (typed by a
+// person as ?since=) parses with an empty fingerprint: it is resumed from
+// without checking the history.
+func ParseEventID(id string) (revision uint64, fingerprint string, err error) {
+	rev, fp, _ := strings.Cut(id, "-")
+	revision, err = strconv.ParseUint(rev, 10, 64)
+	if err != nil || (fp == "" && strings.Contains(id, "-")) || !isHex(fp) {
+		return 0, "", fmt.Errorf("%q is not a stream position (a revision, or <revision>-<fingerprint> as in an event id)", id)
+	}
+	return revision, fp, nil
+}
+
+func isHex(s string) bool {
+	for _, c := range s {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return len(s) <= 64
 }
 
 // EventWriter writes the change stream. It does not flush: the caller
@@ -49,12 +93,12 @@ func NewEventWriter(w io.Writer) *EventWriter { return &EventWriter{w: w} }
 
 // Event writes one event with data as JSON; the first one also carries the
 // reconnection delay.
-func (e *EventWriter) Event(id uint64, name string, data any) error {
+func (e *EventWriter) Event(id string, name string, data any) error {
 	b, err := json.Marshal(data)
 	if err != nil {
 		return err
 	}
-	_, err = fmt.Fprintf(e.w, "%sid: %d\nevent: %s\ndata: %s\n\n", e.retry(), id, name, b)
+	_, err = fmt.Fprintf(e.w, "%sid: %s\nevent: %s\ndata: %s\n\n", e.retry(), id, name, b)
 	return err
 }
 

@@ -19,9 +19,9 @@ func TestEventReader(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	must(w.Event(7, EventStatus, map[string]string{"id": "c1"}))
+	must(w.Event("7", EventStatus, map[string]string{"id": "c1"}))
 	must(w.Heartbeat())
-	must(w.Event(7, EventSync, Position{Revision: 7}))
+	must(w.Event("7", EventSync, Position{Revision: 7}))
 	if !strings.HasPrefix(buf.String(), "retry: 1000\nid: 7\n") || strings.Count(buf.String(), "retry:") != 1 {
 		t.Fatalf("retry: must come once, with the first event:\n%s", buf.String())
 	}
@@ -61,5 +61,26 @@ func TestEventReaderRefusesHugeLine(t *testing.T) {
 	r := NewEventReader(strings.NewReader("data: " + strings.Repeat("x", maxLine+1) + "\n\n"))
 	if _, err := r.Next(); err == nil || errors.Is(err, io.EOF) {
 		t.Fatalf("a %d-byte line: %v, want an error naming the limit", maxLine+1, err)
+	}
+}
+
+func TestEventIDRoundTrip(t *testing.T) {
+	for _, tt := range []struct {
+		rev uint64
+		fp  string
+		id  string
+	}{{0, "", "0"}, {7, "", "7"}, {1632, "a1b2c3d4e5f60718", "1632-a1b2c3d4e5f60718"}} {
+		if got := EventID(tt.rev, tt.fp); got != tt.id {
+			t.Errorf("EventID(%d, %q) = %q, want %q", tt.rev, tt.fp, got, tt.id)
+		}
+		rev, fp, err := ParseEventID(tt.id)
+		if err != nil || rev != tt.rev || fp != tt.fp {
+			t.Errorf("ParseEventID(%q) = %d, %q, %v", tt.id, rev, fp, err)
+		}
+	}
+	for _, bad := range []string{"", "-", "7-", "-ab", "x", "7-XYZ", "7-ab-cd", "18446744073709551616", "7 ", "7-" + strings.Repeat("a", 65)} {
+		if _, _, err := ParseEventID(bad); err == nil {
+			t.Errorf("ParseEventID(%q) accepted", bad)
+		}
 	}
 }

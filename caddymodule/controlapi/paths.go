@@ -26,7 +26,12 @@ func ActionPath(id, action string) string { return ConnectionPath(id) + "/" + ac
 // AckPath is where gateway id acknowledges applied revisions.
 func AckPath(gatewayID string) string { return PathGateways + "/" + url.PathEscape(gatewayID) + "/ack" }
 
-// EventsPathFor is the change stream of gateway id.
-func EventsPathFor(gatewayID string) string {
-	return PathEvents + "?gateway_id=" + url.QueryEscape(gatewayID)
+// LeavePath is where a gateway process that stops says so.
+func LeavePath(gatewayID string) string {
+	return PathGateways + "/" + url.PathEscape(gatewayID) + "/leave"
+}
+
+// EventsPathFor is the change stream of one process of gateway id.
+func EventsPathFor(gatewayID, instance string) string {
+	return PathEvents + "?gateway_id=" + url.QueryEscape(gatewayID) + "&instance=" + url.QueryEscape(instance)
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/conngate/conngate/caddymodule/controlapi"
@@ -77,14 +76,26 @@ func (c *controlClient) status(ctx context.Context, id string) (statusEntry, err
 	return statusEntry{}, fmt.Errorf("status lookup: control endpoint answered %s", resp.Status)
 }
 
-// ack tells the control endpoint that this gateway has applied every change
-// up to revision.
-func (c *controlClient) ack(ctx context.Context, gatewayID string, revision uint64) error {
-	body, err := json.Marshal(controlapi.Ack{Revision: revision})
+// ack tells the control endpoint that this gateway process has applied
+// every change up to revision, received on the stream whose ack key is
+// given.
+func (c *controlClient) ack(ctx context.Context, gatewayID, ackKey string, revision uint64) error {
+	return c.post(ctx, controlapi.AckPath(gatewayID), controlapi.Ack{Revision: revision, Stream: ackKey})
+}
+
+// leave tells the control endpoint that this gateway process stops, so that
+// it is not waited for.
+func (c *controlClient) leave(ctx context.Context, gatewayID, ackKey string) error {
+	return c.post(ctx, controlapi.LeavePath(gatewayID), controlapi.Leave{Stream: ackKey})
+}
+
+// post sends v as JSON and expects 204.
+func (c *controlClient) post(ctx context.Context, path string, v any) error {
+	body, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+controlapi.AckPath(gatewayID), bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+path, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
@@ -102,24 +113,26 @@ func (c *controlClient) ack(ctx context.Context, gatewayID string, revision uint
 	return nil
 }
 
-// events opens the change stream, resuming after revision when resume is set.
-func (c *controlClient) events(ctx context.Context, gatewayID string, after uint64, resume bool) (*http.Response, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+controlapi.EventsPathFor(gatewayID), nil)
+// events opens the change stream of one gateway process, resuming after
+// position (an event id) unless it is empty. It returns the stream and the
+// ack key that acknowledgements of what it delivers must name.
+func (c *controlClient) events(ctx context.Context, gatewayID, instance, position string) (*http.Response, string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+controlapi.EventsPathFor(gatewayID, instance), nil)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	req.Header.Set("Authorization", c.authorization)
 	req.Header.Set("Accept", "text/event-stream")
-	if resume {
-		req.Header.Set("Last-Event-ID", strconv.FormatUint(after, 10))
+	if position != "" {
+		req.Header.Set("Last-Event-ID", position)
 	}
 	resp, err := c.streams.Do(req)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if resp.StatusCode != http.StatusOK {
 		resp.Body.Close()
-		return nil, fmt.Errorf("control endpoint answered %s", resp.Status)
+		return nil, "", fmt.Errorf("control endpoint answered %s", resp.Status)
 	}
-	return resp, nil
+	return resp, resp.Header.Get(controlapi.AckKeyHeader), nil
 }

@@ -151,11 +151,13 @@ type Gate struct {
 	// served when the control endpoint cannot be reached; past that the
 	// answer is 503. 0 is strict fail-closed: no status older than
 	// disconnected_ttl is ever served. Absent (null) means the default,
-	// 30s; at most 10m.
+	// 5s; at most 10m.
 	StaleIfError *caddy.Duration `json:"stale_if_error,omitempty"`
 
 	// How long the change stream may stay silent (the control endpoint
-	// sends heartbeats) before the gateway drops it and reconnects.
+	// sends heartbeats) before the gateway drops it and reconnects. Once
+	// the control endpoint announces its heartbeat interval, a stream silent
+	// for two intervals and a second is dropped sooner.
 	// Default: 45s; at most 10m. Gates sharing a change stream (same
 	// control_url, control_key and gateway_id) must agree on it, and a
 	// reload cannot change it: the stream keeps running across reloads.
@@ -193,7 +195,7 @@ const (
 	DefaultCacheSize       = 1_000_000
 	DefaultTTL             = 0 // none: the change stream keeps statuses current
 	DefaultDisconnectedTTL = time.Second
-	DefaultStaleIfError    = 30 * time.Second
+	DefaultStaleIfError    = 5 * time.Second // with the other defaults: at most 13 s of a partition (README)
 	DefaultStreamIdle      = 45 * time.Second
 )
 

@@ -58,6 +58,7 @@ type statusSource struct {
 	lookupsFailing atomic.Bool
 	downSince      atomic.Int64 // unix nanoseconds; meaningful while !connected
 	applied        atomic.Uint64
+	stream         streamState // see stream.go
 
 	// writes serialises every write to the cache, and each write waits
 	// until ristretto has stored it. ristretto stores new keys in the
@@ -148,6 +149,7 @@ func newStatusSource(cfg sourceConfig, client *controlClient, logger *zap.Logger
 		s.now = time.Now
 	}
 	s.downSince.Store(s.now().UnixNano())
+	s.stream.instance = newInstanceID()
 	s.startStream = func() { go s.subscribe(ctx) }
 	return s, nil
 }
@@ -158,6 +160,7 @@ func (s *statusSource) start() { s.startOnce.Do(s.startStream) }
 // Destruct stops the stream when the last gate using the source goes away.
 func (s *statusSource) Destruct() error {
 	s.closeOnce.Do(func() {
+		s.leave()
 		s.stop()
 		s.startOnce.Do(func() { close(s.stopped) }) // never started: no stream to wait for
 		<-s.stopped

@@ -2,12 +2,13 @@ package gate
 
 import (
 	"context"
+	crand "crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"runtime/debug"
-	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -28,8 +29,54 @@ const (
 )
 
 // errStreamIdle ends a stream that carried nothing, not even a heartbeat,
-// for idleTimeout: the connection is presumed dead.
-var errStreamIdle = errors.New("change stream idle for too long")
+// for its idle timeout: the connection is presumed dead.
+var errStreamIdle = errors.New("change stream silent for too long (no event, no heartbeat)")
+
+// heartbeatsMissed is how many announced heartbeat intervals a stream may
+// stay silent, plus heartbeatSlack for the network, before it is presumed
+// dead: a partition is noticed within about two intervals.
+const (
+	heartbeatsMissed = 2
+	heartbeatSlack   = time.Second
+)
+
+// streamState is the change stream's own state. Only the stream's goroutine
+// touches it, but ackKey, which Destruct reads.
+type streamState struct {
+	// instance tells this process apart from others with the same gateway
+	// id; the control endpoint counts acknowledgements per instance.
+	instance string
+	// position is the id of the last event applied: where to resume. It
+	// names the revision and the change at it, so that resuming into
+	// another history (a restored store) gets a reset.
+	position string
+	// heartbeat is the interval the control endpoint announced.
+	heartbeat time.Duration
+	ackKey    atomic.Pointer[string] // of the stream open now
+}
+
+// idleLimit is how long the stream may carry nothing before it is dropped.
+func (s *statusSource) idleLimit() time.Duration {
+	if hb := s.stream.heartbeat; hb > 0 {
+		return min(s.idleTimeout, heartbeatsMissed*hb+heartbeatSlack)
+	}
+	return s.idleTimeout
+}
+
+// leave tells the control endpoint that this process stops (so that it is
+// not waited for as a gateway that may come back). Best effort: a control
+// endpoint that is away forgets the process after its gateway_retention.
+func (s *statusSource) leave() {
+	key := s.stream.ackKey.Load()
+	if key == nil || *key == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := s.client.leave(ctx, s.gatewayID, *key); err != nil {
+		s.logger.Debug("telling the control endpoint this gateway leaves", zap.Error(err))
+	}
+}
 
 // subscribe keeps the change stream open until the source is destroyed.
 func (s *statusSource) subscribe(ctx context.Context) {
@@ -83,14 +130,19 @@ func (s *statusSource) streamOnce(ctx context.Context, resumable *bool) (err err
 	}()
 	sctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	resp, err := s.client.events(sctx, s.gatewayID, s.applied.Load(), *resumable)
+	var from string
+	if *resumable {
+		from = s.stream.position
+	}
+	resp, ackKey, err := s.client.events(sctx, s.gatewayID, s.stream.instance, from)
 	if err != nil {
 		return fmt.Errorf("opening change stream: %w", err)
 	}
 	defer resp.Body.Close()
-	idle := time.AfterFunc(s.idleTimeout, func() { cancel(errStreamIdle) })
+	s.stream.ackKey.Store(&ackKey)
+	idle := time.AfterFunc(s.idleLimit(), func() { cancel(errStreamIdle) })
 	defer idle.Stop()
-	acks := s.startAcker(sctx)
+	acks := s.startAcker(sctx, ackKey)
 
 	events := controlapi.NewEventReader(resp.Body)
 	for {
@@ -101,7 +153,7 @@ func (s *statusSource) streamOnce(ctx context.Context, resumable *bool) (err err
 			}
 			return fmt.Errorf("reading change stream: %w", err)
 		}
-		idle.Reset(s.idleTimeout)
+		idle.Reset(s.idleLimit())
 		if ev.IsHeartbeat() {
 			continue // it only proves the stream alive
 		}
@@ -125,11 +177,16 @@ func (s *statusSource) dispatch(ev controlapi.Event, resumable *bool) error {
 		}
 		s.apply(c)
 		s.applied.Store(c.Revision)
+		s.stream.position = ev.ID
 		s.metrics.eventApplied(s, c)
 	case controlapi.EventSync, controlapi.EventReset:
-		rev, err := strconv.ParseUint(ev.ID, 10, 64)
+		rev, _, err := controlapi.ParseEventID(ev.ID)
 		if err != nil {
 			return fmt.Errorf("malformed %s event id %q", ev.Name, ev.ID)
+		}
+		var pos controlapi.Position
+		if json.Unmarshal(ev.Data, &pos) == nil && pos.HeartbeatMillis > 0 {
+			s.stream.heartbeat = time.Duration(pos.HeartbeatMillis) * time.Millisecond
 		}
 		// A reset means the changes since our revision cannot be replayed;
 		// a first sync means we never had a revision, and what was looked
@@ -140,6 +197,7 @@ func (s *statusSource) dispatch(ev controlapi.Event, resumable *bool) error {
 			s.logger.Info("status cache cleared", zap.String("because", map[bool]string{true: "reset by the control endpoint", false: "first connection"}[ev.Name == controlapi.EventReset]))
 		}
 		s.applied.Store(rev)
+		s.stream.position = ev.ID
 		s.metrics.eventApplied(s, store.Change{Revision: rev})
 		if ev.Name == controlapi.EventSync {
 			*resumable = true
@@ -159,7 +217,7 @@ type acker struct {
 	wake   chan struct{}
 }
 
-func (s *statusSource) startAcker(ctx context.Context) *acker {
+func (s *statusSource) startAcker(ctx context.Context, ackKey string) *acker {
 	a := &acker{wake: make(chan struct{}, 1)}
 	go func() {
 		var sent uint64
@@ -174,7 +232,7 @@ func (s *statusSource) startAcker(ctx context.Context) *acker {
 				continue
 			}
 			actx, cancel := context.WithTimeout(ctx, ackTimeout)
-			err := s.client.ack(actx, s.gatewayID, rev)
+			err := s.client.ack(actx, s.gatewayID, ackKey, rev)
 			cancel()
 			if err != nil {
 				if ctx.Err() == nil {
@@ -194,4 +252,10 @@ func (a *acker) offer(rev uint64) {
 	case a.wake <- struct{}{}:
 	default:
 	}
+}
+
+func newInstanceID() string {
+	b := make([]byte, 8)
+	crand.Read(b) // never fails
+	return hex.EncodeToString(b)
 }

@@ -3,6 +3,7 @@ package gate
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -107,7 +108,7 @@ func TestWaitAppliedWithRealGateways(t *testing.T) {
 	if took := time.Since(start); took < 500*time.Millisecond || took > 2*time.Second {
 		t.Errorf("returned after %s, want at the 500ms timeout", took)
 	}
-	if got.Gateways != 3 || got.Acknowledged != 2 || len(got.Pending) != 1 || got.Pending[0] != "gw-2" {
+	if got.Gateways != 3 || got.Acknowledged != 2 || len(got.Pending) != 1 || got.Pending[0] != "gw-2/"+gates[2].source.stream.instance {
 		t.Fatalf("one stalled: %+v", got)
 	}
 	stall.stall.release()
@@ -271,4 +272,59 @@ func TestOneSourcePerControlEndpoint(t *testing.T) {
 	if g.source == h.source {
 		t.Fatal("two control endpoints share a source")
 	}
+}
+
+// A store restored from a backup reuses revisions for other changes. The
+// gateway had applied up to R+2; the restored store is at R and, before the
+// gateway reconnects, writes a disable as R+1 and another change as R+2.
+// Resuming "after R+2" would skip the disable; the position's fingerprint
+// tells the control endpoint that the gateway's history is another one, and
+// the gateway gets a reset and refuses the token.
+func TestResumeIntoARestoredStoreResets(t *testing.T) {
+	dir := t.TempDir()
+	db := filepath.Join(dir, "conngate.db")
+	s := controltest.Start(t, controltest.Options{Dir: dir})
+	addr := strings.TrimPrefix(s.URL, "http://")
+	restart := func() *controltest.Server {
+		return controltest.Start(t, controltest.Options{Dir: dir, Addr: addr, AdminKey: s.AdminKey, GatewayKey: s.GatewayKey})
+	}
+	g := newGate(t, s, func(g *Gate) { g.DisconnectedTTL = caddy.Duration(MaxDisconnectedTTL) })
+	c := s.Create(t, "org-1")
+	expectStatus(t, g, c.AccessToken, 200, "")
+
+	s.Stop() // a backup, taken while stopped
+	backup, err := os.ReadFile(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2 := restart()
+	waitConnected(t, g)
+	s2.Create(t, "org-1") // R+1 and R+2: the gateway applies both
+	last := s2.Create(t, "org-1")
+	eventually(t, within, "the gateway applied R+2", func() bool { return g.source.applied.Load() == last.Connection.Revision })
+
+	s2.Stop()
+	eventually(t, within, "stream noticed the stop", func() bool { return !g.source.connected.Load() })
+	if err := os.WriteFile(db, backup, 0o600); err != nil { // the restore
+		t.Fatal(err)
+	}
+	st, err := boltstore.Open(db, boltstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, _, err := st.Apply(context.Background(), c.Connection.ID, store.ActionDisable, store.Actor{ID: "restored"}) // R+1 again
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Create(context.Background(), store.NewConnection{Name: "x", OrgID: "org-1", UserID: "u"}, store.Actor{ID: "restored"}); err != nil { // R+2 again
+		t.Fatal(err)
+	}
+	st.Close()
+	if d.Revision != last.Connection.Revision-1 {
+		t.Fatalf("the restored store wrote the disable as %d, want %d (the scenario needs reused revisions)", d.Revision, last.Connection.Revision-1)
+	}
+
+	restart()
+	waitConnected(t, g)
+	expectStatus(t, g, c.AccessToken, 401, "connection_disabled")
 }

@@ -67,6 +67,8 @@ type Options struct {
 	Addr string
 	// PrincipalsFile for principals_file (default: none).
 	PrincipalsFile string
+	// Configure, if set, changes the module's settings before provisioning.
+	Configure func(*control.Control)
 }
 
 // RandomKey returns a fresh API key.
@@ -117,6 +119,9 @@ func Start(t testing.TB, opts Options) *Server {
 		Audience:          s.Audience,
 		HeartbeatInterval: caddy.Duration(opts.Heartbeat),
 	}
+	if opts.Configure != nil {
+		opts.Configure(c)
+	}
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	if err := c.Provision(ctx); err != nil {
 		cancel()
@@ -151,7 +156,8 @@ func Start(t testing.TB, opts Options) *Server {
 	s.stop = func() {
 		s.HTTP.CloseClientConnections()
 		s.HTTP.Close()
-		cancel() // cleans up the store module, which closes the file
+		c.Cleanup() // as Caddy does when it unloads a config
+		cancel()    // cleans up the store module, which closes the file
 	}
 	t.Cleanup(s.Stop)
 	return s

@@ -342,12 +342,29 @@ async function act(c, label) {
 
 async function change(id, method, path) {
   try {
-    await api(method, path + "?wait=applied");
+    const answer = await api(method, path + "?wait=applied");
+    showNotice(notApplied(answer));
     showError("");
   } catch (e) {
+    showNotice("");
     showError(e.message);
   }
   await load();
+}
+
+// notApplied says which gateways had not applied a change when its answer
+// came (empty when all had): there its tokens may still work for a while.
+function notApplied(answer) {
+  const pending = (answer && answer.pending) || [];
+  if (pending.length === 0) return "";
+  return "Saved, but not yet applied on " + pending.length + " of " + answer.gateways +
+    " gateways (" + pending.join(", ") + "): until they apply it, they may still answer with the old status. " +
+    "A gateway that is away applies it when it reconnects.";
+}
+
+function showNotice(message) {
+  $("notice").textContent = message;
+  $("notice").hidden = !message;
 }
 
 // --- live updates through the change stream ----------------------------------
