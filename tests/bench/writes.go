@@ -54,8 +54,8 @@ func (c cpuSnapshot) perWrite(before cpuSnapshot, n int) otherCPU {
 	return otherCPU{gateways: us(c.gateways - before.gateways), clients: us(c.clients - before.clients), machine: us(c.machine - before.machine)}
 }
 
-// machineCPU is the busy time of every core so far (/proc/stat: all but
-// idle and iowait).
+// machineCPU is the busy time of every core so far (/proc/stat: user, nice,
+// system, irq and softirq; not idle, iowait or time stolen by the host).
 func machineCPU() time.Duration {
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
@@ -65,7 +65,7 @@ func machineCPU() time.Duration {
 	var busy int64
 	for i, f := range strings.Fields(line)[1:] {
 		v, _ := strconv.ParseInt(f, 10, 64)
-		if i != 3 && i != 4 && i < 8 { // idle, iowait; guest time is already in user
+		if i < 7 && i != 3 && i != 4 { // guest time is already counted in user
 			busy += v
 		}
 	}
