@@ -54,6 +54,9 @@ type gatewayRegistry struct {
 	logger    *zap.Logger
 	stop      chan struct{}
 	stopped   chan struct{}
+	// flushSoon asks run to save now: a new process is worth saving at
+	// once, so that a restart right after it subscribed still knows it.
+	flushSoon chan struct{}
 }
 
 type instanceKey struct{ gatewayID, instance string }
@@ -97,6 +100,7 @@ func newGatewayRegistry(st store.GatewayStore, logger *zap.Logger) *gatewayRegis
 		logger:    logger,
 		stop:      make(chan struct{}),
 		stopped:   make(chan struct{}),
+		flushSoon: make(chan struct{}, 1),
 	}
 	g.retention.Store(int64(DefaultGatewayRetention))
 	return g
@@ -145,6 +149,10 @@ func (g *gatewayRegistry) subscribe(gatewayID, instance string) *gatewayStream {
 	if st == nil {
 		st = &instanceState{instanceKey: k}
 		g.instances[k] = st
+		select {
+		case g.flushSoon <- struct{}{}:
+		default:
+		}
 	}
 	if st.streams == 0 {
 		st.connectedAt = now.UTC()
@@ -334,16 +342,17 @@ func (g *gatewayRegistry) run() {
 	for {
 		select {
 		case <-tick.C:
-			if err := g.flush(); err != nil {
-				g.logger.Warn("saving the gateway registry", zap.Error(err))
-			}
+		case <-g.flushSoon:
 		case <-g.stop:
 			// At shutdown the store may be closed already; a restart then
-			// knows what the last periodic save knew.
+			// knows what the last save knew.
 			if err := g.flush(); err != nil {
 				g.logger.Debug("saving the gateway registry at shutdown", zap.Error(err))
 			}
 			return
+		}
+		if err := g.flush(); err != nil {
+			g.logger.Warn("saving the gateway registry", zap.Error(err))
 		}
 	}
 }

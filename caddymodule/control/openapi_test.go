@@ -94,3 +94,49 @@ func TestOpenAPIErrorCodes(t *testing.T) {
 		t.Errorf("ErrorCode enum %v, controlapi's codes %v", documented, codes)
 	}
 }
+
+// A key given twice in one object is legal JSON to Go's decoder (the last
+// wins) but a different document to other tools: two edits that both added
+// a 429 answer once left one of them silently unseen.
+func TestOpenAPIHasNoDuplicateKeys(t *testing.T) {
+	dec := json.NewDecoder(strings.NewReader(string(openAPI)))
+	var walk func(path string) error
+	walk = func(path string) error {
+		tok, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		switch tok {
+		case json.Delim('{'):
+			seen := map[string]bool{}
+			for dec.More() {
+				k, err := dec.Token()
+				if err != nil {
+					return err
+				}
+				key := k.(string)
+				if seen[key] {
+					t.Errorf("%s: key %q given twice", path, key)
+				}
+				seen[key] = true
+				if err := walk(path + "/" + key); err != nil {
+					return err
+				}
+			}
+			_, err = dec.Token() // }
+			return err
+		case json.Delim('['):
+			for i := 0; dec.More(); i++ {
+				if err := walk(fmt.Sprintf("%s/%d", path, i)); err != nil {
+					return err
+				}
+			}
+			_, err = dec.Token() // ]
+			return err
+		}
+		return nil
+	}
+	if err := walk(""); err != nil {
+		t.Fatal(err)
+	}
+}
