@@ -161,8 +161,8 @@ func heapWithCaches(b *testing.B, tokenBytes int64, statuses int) (int64, *token
 		b.Fatal(err)
 	}
 	// A control endpoint that is never reached: only the cache is measured.
-	cfg := sourceConfig{controlURL: "http://127.0.0.1:1", controlKey: "k", gatewayID: "g", cacheSize: statuses, idleTimeout: time.Hour}
-	src, err := newStatusSource(cfg, newControlClient(cfg.controlURL, cfg.controlKey), zap.NewNop(), newMetrics())
+	cfg := sourceConfig{controlURLs: []string{"http://127.0.0.1:1"}, controlKey: "k", gatewayID: "g", cacheSize: statuses, idleTimeout: time.Hour}
+	src, err := newStatusSource(cfg, newControlClient(cfg.controlURLs, cfg.controlKey), zap.NewNop(), newMetrics())
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -26,7 +26,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
 //
 //	connection_gate {
-//		control_url <url>
+//		control_url <url>...
 //		control_key <key>
 //		control_timeout <duration>
 //		jwks_url <url>
@@ -56,8 +56,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 // fail-closed).
 //
 // jwks_url, public_key, hmac_secret and forward_claim may be repeated;
-// issuer, audience, algorithms and require take one or more values and may
-// be repeated.
+// control_url, issuer, audience, algorithms and require take one or more
+// values and may be repeated. One control URL is control_url in JSON,
+// several are control_urls: the gate fails over between them in order.
 func (g *Gate) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
 	if d.NextArg() {
@@ -72,10 +73,11 @@ func (g *Gate) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		"jwks_refresh_interval": &g.JWKSRefreshInterval,
 		"max_token_age":         &g.MaxTokenAge,
 	}
+	var controlURLs []string
 	for d.NextBlock(0) {
 		switch name := d.Val(); name {
 		case "control_url":
-			if err := cfgargs.One(d, &g.ControlURL); err != nil {
+			if err := cfgargs.Some(d, &controlURLs); err != nil {
 				return err
 			}
 		case "control_key":
@@ -171,6 +173,11 @@ func (g *Gate) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		default:
 			return d.Errf("unrecognized subdirective %q", name)
 		}
+	}
+	if len(controlURLs) == 1 {
+		g.ControlURL = controlURLs[0]
+	} else {
+		g.ControlURLs = controlURLs
 	}
 	return nil
 }

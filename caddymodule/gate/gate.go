@@ -59,7 +59,8 @@ func init() {
 type Gate struct {
 	// URLs of JSON Web Key Sets that hold the token verification keys.
 	// Default, when no other key source is given: the control endpoint's
-	// /.well-known/jwks.json.
+	// /.well-known/jwks.json. The key set of a control endpoint is fetched
+	// from the other control endpoints when that one fails.
 	JWKSURLs []string `json:"jwks_urls,omitempty"`
 
 	// How often the key sets are fetched again. Default: 5m; at most 24h.
@@ -113,8 +114,17 @@ type Gate struct {
 	Realm string `json:"realm,omitempty"`
 
 	// Base URL of the connection_control endpoint that answers status
-	// lookups, e.g. http://127.0.0.1:9180. Required.
+	// lookups, e.g. http://127.0.0.1:9180. This or control_urls is
+	// required.
 	ControlURL string `json:"control_url,omitempty"`
+
+	// Base URLs of several connection_control endpoints that serve the
+	// same connections (replicas of one store), instead of control_url.
+	// Lookups, the change stream and the control endpoints' key set use
+	// one endpoint at a time, the first at start, and move to the next in
+	// the list when it fails; they stay on the one that works. The change
+	// stream resumes where it left off (from another store it is reset).
+	ControlURLs []string `json:"control_urls,omitempty"`
 
 	// API key (role gateway) for the control endpoint; usually a
 	// placeholder such as {env.CONNGATE_GATEWAY_KEY}. Required.
@@ -159,12 +169,14 @@ type Gate struct {
 	// the control endpoint announces its heartbeat interval, a stream silent
 	// for two intervals and a second is dropped sooner.
 	// Default: 45s; at most 10m. Gates sharing a change stream (same
-	// control_url, control_key and gateway_id) must agree on it, and a
+	// control URLs, control_key and gateway_id) must agree on it, and a
 	// reload cannot change it: the stream keeps running across reloads.
 	StreamIdleTimeout caddy.Duration `json:"stream_idle_timeout,omitempty"`
 
-	tokens   *tokenVerifier
-	jwksStop context.CancelFunc
+	// controlURLs is control_url or control_urls, resolved.
+	controlURLs []string
+	tokens      *tokenVerifier
+	jwksStop    context.CancelFunc
 	// ownHeaders are the request headers the gate sets for the upstream.
 	ownHeaders []string
 	source     *statusSource
@@ -232,12 +244,19 @@ func (g *Gate) Provision(ctx caddy.Context) error {
 	return g.start(ctx, repl)
 }
 
-// setDefaults fills in what the config leaves out. The control URL and the
+// setDefaults fills in what the config leaves out. The control URLs and the
 // gateway id are resolved here because defaults derive from them.
 func (g *Gate) setDefaults(repl *caddy.Replacer) {
 	g.ControlURL = strings.TrimRight(repl.ReplaceKnown(g.ControlURL, ""), "/")
-	if len(g.JWKSURLs) == 0 && len(g.PublicKeyFiles) == 0 && len(g.HMACSecrets) == 0 && g.ControlURL != "" {
-		g.JWKSURLs = []string{g.ControlURL + "/.well-known/jwks.json"}
+	for i, u := range g.ControlURLs {
+		g.ControlURLs[i] = strings.TrimRight(repl.ReplaceKnown(u, ""), "/")
+	}
+	g.controlURLs = g.ControlURLs
+	if g.ControlURL != "" {
+		g.controlURLs = append([]string{g.ControlURL}, g.ControlURLs...)
+	}
+	if len(g.JWKSURLs) == 0 && len(g.PublicKeyFiles) == 0 && len(g.HMACSecrets) == 0 && len(g.controlURLs) > 0 {
+		g.JWKSURLs = []string{jwksOf(g.controlURLs[0])}
 	}
 	if g.JWKSRefreshInterval == 0 {
 		g.JWKSRefreshInterval = caddy.Duration(DefaultJWKSRefresh)
@@ -325,7 +344,7 @@ func (g *Gate) start(ctx caddy.Context, repl *caddy.Replacer) error {
 		timeout:         time.Duration(g.ControlTimeout),
 	}
 	g.source, g.sourceKey, err = loadSource(sourceConfig{
-		controlURL:  g.ControlURL,
+		controlURLs: g.controlURLs,
 		controlKey:  repl.ReplaceKnown(g.ControlKey, ""),
 		gatewayID:   g.GatewayID,
 		cacheSize:   g.CacheSize,
@@ -336,6 +355,9 @@ func (g *Gate) start(ctx caddy.Context, repl *caddy.Replacer) error {
 		return err
 	}
 	g.source.eventTTL.Store(int64(g.TTL))
+	if len(g.controlURLs) > 1 {
+		keys.fallBack(g.controlURLs, g.metrics.failoverCounter(g.source, failoverKeys))
+	}
 	// The key sets are fetched for this config only: a reload fetches anew.
 	jwksCtx, stop := context.WithCancel(ctx)
 	g.jwksStop = stop
@@ -387,11 +409,19 @@ func defaultGatewayID() string {
 // check refuses configurations that cannot work, once defaults are set and
 // before anything is started.
 func (g *Gate) check(repl *caddy.Replacer) error {
-	if g.ControlURL == "" {
-		return errors.New("control_url is required")
+	switch {
+	case g.ControlURL != "" && len(g.ControlURLs) > 0:
+		return errors.New("control_url and control_urls are both given: list every control endpoint in control_urls")
+	case len(g.controlURLs) == 0:
+		return errors.New("control_url is required (one or more control endpoint URLs)")
 	}
-	if u, err := url.Parse(g.ControlURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("control_url %q: want an http:// or https:// URL", g.ControlURL)
+	for i, u := range g.controlURLs {
+		if pu, err := url.Parse(u); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+			return fmt.Errorf("control_url %q: want an http:// or https:// URL", u)
+		}
+		if slices.Contains(g.controlURLs[:i], u) {
+			return fmt.Errorf("control_url %q is listed twice", u)
+		}
 	}
 	if key := repl.ReplaceKnown(g.ControlKey, ""); key == "" {
 		return errors.New("control_key is empty (if it comes from a placeholder such as {env.NAME}, is that variable set?)")

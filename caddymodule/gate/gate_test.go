@@ -304,6 +304,20 @@ func TestProvisionRefusesBadConfig(t *testing.T) {
 	}{
 		{"no control_url", func(g *Gate) { g.ControlURL = "" }, "control_url is required"},
 		{"control_url not http", func(g *Gate) { g.ControlURL = "ftp://x" }, "control_url"},
+		{"empty control_urls", func(g *Gate) { g.ControlURL = ""; g.ControlURLs = []string{} }, "control_url is required"},
+		{"control_url and control_urls", func(g *Gate) { g.ControlURLs = []string{"http://b.test"} }, "both given"},
+		{"a control url not http", func(g *Gate) { g.ControlURL = ""; g.ControlURLs = []string{"http://a.test", "b.test:9180"} },
+			`control_url "b.test:9180": want an http:// or https:// URL`},
+		{"an empty control url", func(g *Gate) {
+			g.ControlURL = ""
+			g.ControlURLs = []string{"http://a.test", "{env.CONNGATE_TEST_UNSET_VARIABLE}"}
+		},
+			`control_url "": want an http:// or https:// URL`},
+		{"a control url twice", func(g *Gate) {
+			g.ControlURL = ""
+			g.ControlURLs = []string{"http://a.test", "http://b.test", "http://a.test/"}
+		},
+			`control_url "http://a.test" is listed twice`},
 		{"no control_key", func(g *Gate) { g.ControlKey = "{env.CONNGATE_TEST_UNSET_VARIABLE}" }, "control_key is empty"},
 		{"alg none", func(g *Gate) { g.Algorithms = []string{"none"} }, `algorithm "none"`},
 		{"hmac algorithm without a secret", func(g *Gate) { g.Algorithms = []string{"HS256"} }, "no hmac_secret"},

@@ -15,6 +15,7 @@ import (
 
 	"github.com/MicahParks/jwkset"
 	"github.com/MicahParks/keyfunc/v3"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"golang.org/x/sync/singleflight"
 )
@@ -42,11 +43,14 @@ const (
 	jwksStartupRetry = 100 * time.Millisecond
 )
 
-// jwksSet is one JSON Web Key Set URL: its keys in memory (read through
+// jwksSet is one JSON Web Key Set: its keys in memory (read through
 // keyfunc), refreshed on a timer and on demand for an unknown kid. A failed
-// fetch keeps the last good keys.
+// fetch keeps the last good keys. The set of the control endpoints is
+// served by each of them: it is fetched from the one that last answered,
+// and from the others when that one fails.
 type jwksSet struct {
-	url      string
+	url      string // as configured: names the set in logs
+	sources  endpoints
 	client   *http.Client
 	storage  jwkset.Storage
 	keys     keyfunc.Keyfunc
@@ -70,6 +74,7 @@ func newJWKSSet(url string, logger *zap.Logger, onChange func()) (*jwksSet, erro
 	}
 	return &jwksSet{
 		url:      url,
+		sources:  endpoints{urls: []string{url}},
 		client:   &http.Client{Timeout: jwksFetchTimeout},
 		storage:  storage,
 		keys:     kf,
@@ -108,10 +113,29 @@ func (s *jwksSet) run(ctx context.Context, interval time.Duration) {
 	}
 }
 
+// fallBackTo makes the set fetched from urls too, when the ones before fail;
+// each switch is logged and counted on failovers.
+func (s *jwksSet) fallBackTo(urls []string, failovers prometheus.Counter) {
+	s.sources.urls = append(s.sources.urls, urls...)
+	s.sources.report = func(from, to string, cause error) {
+		s.logger.Warn("control endpoint failover: the key set now comes from another control endpoint",
+			zap.String("from", from), zap.String("to", to), zap.NamedError("from_error", cause))
+		failovers.Inc()
+	}
+}
+
+// refresh fetches the set, from the next URL when one fails.
 func (s *jwksSet) refresh(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, jwksFetchTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.url, nil)
+	return s.sources.try(ctx, func(ctx context.Context, url string) (bool, error) {
+		err := s.fetch(ctx, url)
+		return err != nil, err
+	})
+}
+
+func (s *jwksSet) fetch(ctx context.Context, url string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err
 	}
@@ -122,7 +146,7 @@ func (s *jwksSet) refresh(ctx context.Context) error {
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s answered %s", s.url, resp.Status)
+		return fmt.Errorf("%s answered %s", url, resp.Status)
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, jwksMaxBytes+1))
 	if err != nil {
@@ -209,3 +233,6 @@ func (s *jwksSet) refreshForUnknownKID(ctx context.Context) bool {
 }
 
 var errRefreshTooSoon = errors.New("the key set was refreshed for an unknown kid too recently")
+
+// jwksOf is the URL of a control endpoint's key set.
+func jwksOf(controlURL string) string { return controlURL + "/.well-known/jwks.json" }

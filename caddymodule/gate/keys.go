@@ -18,6 +18,7 @@ import (
 
 	"github.com/MicahParks/jwkset"
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // supportedAlgorithms are the JWS algorithms the gate can verify. "none" is
@@ -57,6 +58,24 @@ type keySources struct {
 
 // changed is called by a key set when a fetch brings different keys.
 func (k *keySources) changed() { k.generation.Add(1) }
+
+// fallBack has each key set of a control endpoint fetched from the next
+// control endpoints when that one fails: replicas publish the same keys.
+// Switches are counted on failovers.
+func (k *keySources) fallBack(controlURLs []string, failovers prometheus.Counter) {
+	n := len(controlURLs)
+	for _, set := range k.jwks {
+		i := slices.IndexFunc(controlURLs, func(u string) bool { return jwksOf(u) == set.url })
+		if i < 0 {
+			continue
+		}
+		others := make([]string, 0, n-1)
+		for j := 1; j < n; j++ {
+			others = append(others, jwksOf(controlURLs[(i+j)%n]))
+		}
+		set.fallBackTo(others, failovers)
+	}
+}
 
 // keyfunc returns the jwt.Keyfunc for one verification.
 func (k *keySources) keyfunc(ctx context.Context) jwt.Keyfunc {

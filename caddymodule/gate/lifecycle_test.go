@@ -42,7 +42,7 @@ func TestValidationStartsNothing(t *testing.T) {
 	if n := requests.Load(); n != 0 {
 		t.Fatalf("a validation sent %d requests to the control endpoint", n)
 	}
-	if n, _ := sources.References(sourceConfig{controlURL: control.URL, controlKey: "some-gateway-key", gatewayID: "validated"}.poolKey()); n != 0 {
+	if n, _ := sources.References(sourceConfig{controlURLs: []string{control.URL}, controlKey: "some-gateway-key", gatewayID: "validated"}.poolKey()); n != 0 {
 		t.Fatal("a validation left its status source behind")
 	}
 }
@@ -82,8 +82,8 @@ func TestNothingGoesOutBeforeTheConfigStarts(t *testing.T) {
 // A source whose config never started is destroyed without waiting for a
 // stream that never ran.
 func TestSourceNeverStartedIsDestroyed(t *testing.T) {
-	cfg := sourceConfig{controlURL: "http://127.0.0.1:1", controlKey: "k", gatewayID: "g", cacheSize: 10, idleTimeout: time.Minute}
-	src, err := newStatusSource(cfg, newControlClient(cfg.controlURL, cfg.controlKey), zap.NewNop(), newMetrics())
+	cfg := sourceConfig{controlURLs: []string{"http://127.0.0.1:1"}, controlKey: "k", gatewayID: "g", cacheSize: 10, idleTimeout: time.Minute}
+	src, err := newStatusSource(cfg, newControlClient(cfg.controlURLs, cfg.controlKey), zap.NewNop(), newMetrics())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,6 +26,7 @@ type metrics struct {
 	revocationLag  prometheus.Histogram
 	lookupOK       prometheus.Counter
 	lookupFailures prometheus.Counter
+	failovers      *prometheus.CounterVec
 }
 
 var gateMetrics = newMetrics()
@@ -63,6 +64,10 @@ func newMetrics() *metrics {
 			Namespace: ns, Name: "revocation_lag_seconds", Help: "Time from a status change in the store to its application in this gateway's cache.",
 			Buckets: []float64{.001, .0025, .005, .01, .02, .05, .1, .25, .5, 1, 5, 30},
 		}),
+		failovers: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "control_failovers_total",
+			Help: "Switches from one control endpoint to another, by what switched: statuses (the lookups and the change stream) or keys (the key set).",
+		}, []string{"control_url", "gateway_id", "kind"}),
 	}
 	m.allowed = m.decisions.WithLabelValues("allowed", "connection_active")
 	m.lookupOK = m.lookups.WithLabelValues("ok")
@@ -72,7 +77,7 @@ func newMetrics() *metrics {
 
 func (m *metrics) register(reg prometheus.Registerer) error {
 	for _, c := range []prometheus.Collector{m.decisions, m.cacheHits, m.cacheMisses, m.lookups, m.lookupSeconds,
-		m.streamUp, m.eventsApplied, m.appliedRev, m.revocationLag} {
+		m.streamUp, m.eventsApplied, m.appliedRev, m.revocationLag, m.failovers} {
 		if err := reg.Register(c); err != nil {
 			var already prometheus.AlreadyRegisteredError
 			if !errors.As(err, &already) {
@@ -105,18 +110,31 @@ func (m *metrics) streamConnected(s *statusSource, up bool) {
 	if up {
 		v = 1
 	}
-	m.streamUp.WithLabelValues(s.client.base, s.gatewayID).Set(v)
+	m.streamUp.WithLabelValues(s.label, s.gatewayID).Set(v)
+}
+
+// Kinds of failover: what moved to another control endpoint.
+const (
+	failoverStatuses = "statuses"
+	failoverKeys     = "keys"
+)
+
+// failoverCounter is the series that counts the failovers of kind of the
+// gates on source s.
+func (m *metrics) failoverCounter(s *statusSource, kind string) prometheus.Counter {
+	return m.failovers.WithLabelValues(s.label, s.gatewayID, kind)
 }
 
 // forget removes the series of a source that is gone, so that a gate
 // removed by a reload does not stay exported as a disconnected stream.
 func (m *metrics) forget(s *statusSource) {
-	m.streamUp.DeleteLabelValues(s.client.base, s.gatewayID)
-	m.appliedRev.DeleteLabelValues(s.client.base, s.gatewayID)
+	m.streamUp.DeleteLabelValues(s.label, s.gatewayID)
+	m.appliedRev.DeleteLabelValues(s.label, s.gatewayID)
+	m.failovers.DeletePartialMatch(prometheus.Labels{"control_url": s.label, "gateway_id": s.gatewayID})
 }
 
 func (m *metrics) eventApplied(s *statusSource, c store.Change) {
-	m.appliedRev.WithLabelValues(s.client.base, s.gatewayID).Set(float64(c.Revision))
+	m.appliedRev.WithLabelValues(s.label, s.gatewayID).Set(float64(c.Revision))
 	if c.ID == "" {
 		return // a sync or reset, not a change
 	}

@@ -20,10 +20,10 @@ func TestOutageIsLoggedOnce(t *testing.T) {
 	control := roundTripFunc(func(*http.Request) (*http.Response, error) {
 		return nil, errors.New("connection refused")
 	})
-	client := &controlClient{base: "http://control.test", authorization: "Bearer k",
+	client := &controlClient{endpoints: endpoints{urls: []string{"http://control.test"}}, authorization: "Bearer k",
 		http: &http.Client{Transport: control}, streams: &http.Client{Transport: control}}
 	core, logs := observer.New(zapcore.InfoLevel)
-	src, err := newStatusSource(sourceConfig{controlURL: client.base, gatewayID: "g", cacheSize: 10, idleTimeout: time.Minute},
+	src, err := newStatusSource(sourceConfig{gatewayID: "g", cacheSize: 10, idleTimeout: time.Minute},
 		client, zap.New(core), newMetrics())
 	if err != nil {
 		t.Fatal(err)

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,9 +18,10 @@ import (
 	"github.com/conngate/conngate/store"
 )
 
-// sources holds one statusSource per control endpoint and gateway id, shared
-// by every gate that names them and kept across config reloads, so that a
-// reload neither empties the cache nor opens a second change stream.
+// sources holds one statusSource per list of control endpoints and gateway
+// id, shared by every gate that names them and kept across config reloads,
+// so that a reload neither empties the cache nor opens a second change
+// stream.
 var sources = caddy.NewUsagePool()
 
 // unknownTTL is how long "no such connection" is remembered: long enough to
@@ -40,17 +42,20 @@ type statusEntry struct {
 	storedAt int64 // unix nanoseconds
 }
 
-// statusSource is one control endpoint as this process sees it: the status
-// cache, the lookups that fill it and the change stream that keeps it
-// current.
+// statusSource is one list of control endpoints as this process sees it:
+// the status cache, the lookups that fill it and the change stream that
+// keeps it current, each failing over between the endpoints.
 type statusSource struct {
 	cache     *ristretto.Cache[string, statusEntry]
 	flights   singleflight.Group
 	client    *controlClient
 	gatewayID string
-	recent    recentChanges
-	logger    *zap.Logger
-	metrics   *metrics
+	// label names the source in metrics and logs: its control URLs,
+	// separated by spaces.
+	label   string
+	recent  recentChanges
+	logger  *zap.Logger
+	metrics *metrics
 
 	// Stream state, read on the hot path.
 	connected atomic.Bool
@@ -83,22 +88,25 @@ type statusSource struct {
 }
 
 type sourceConfig struct {
-	controlURL, controlKey, gatewayID string
-	cacheSize                         int
-	idleTimeout                       time.Duration
-	now                               func() time.Time // not part of the pool key: the first user's clock serves all
+	controlURLs           []string // in the order of preference
+	controlKey, gatewayID string
+	cacheSize             int
+	idleTimeout           time.Duration
+	now                   func() time.Time // not part of the pool key: the first user's clock serves all
 }
 
+// poolKey names the source: every control URL, in order (another order
+// prefers another endpoint), the gateway id and the key.
 func (c sourceConfig) poolKey() string {
 	key := sha256.Sum256([]byte(c.controlKey))
-	return c.controlURL + "\n" + c.gatewayID + "\n" + hex.EncodeToString(key[:8])
+	return strings.Join(c.controlURLs, " ") + "\n" + c.gatewayID + "\n" + hex.EncodeToString(key[:8])
 }
 
 // loadSource returns the shared source for cfg, starting it on first use.
 func loadSource(cfg sourceConfig, logger *zap.Logger, m *metrics) (*statusSource, string, error) {
 	key := cfg.poolKey()
 	v, loaded, err := sources.LoadOrNew(key, func() (caddy.Destructor, error) {
-		return newStatusSource(cfg, newControlClient(cfg.controlURL, cfg.controlKey), logger, m)
+		return newStatusSource(cfg, newControlClient(cfg.controlURLs, cfg.controlKey), logger, m)
 	})
 	if err != nil {
 		return nil, "", err
@@ -110,7 +118,7 @@ func loadSource(cfg sourceConfig, logger *zap.Logger, m *metrics) (*statusSource
 		}
 		return nil, "", fmt.Errorf("stream_idle_timeout %s: the change stream to %s as gateway_id %q runs with %s, set by another "+
 			"connection_gate or by the config before this reload, and it keeps running across reloads; give every gate on that "+
-			"stream the same value, or restart Caddy to change it", cfg.idleTimeout, cfg.controlURL, cfg.gatewayID, src.idleTimeout)
+			"stream the same value, or restart Caddy to change it", cfg.idleTimeout, src.label, cfg.gatewayID, src.idleTimeout)
 	}
 	if loaded && src.cache.MaxCost() != int64(cfg.cacheSize) {
 		src.cache.UpdateMaxCost(int64(cfg.cacheSize))
@@ -118,8 +126,8 @@ func loadSource(cfg sourceConfig, logger *zap.Logger, m *metrics) (*statusSource
 	return src, key, nil
 }
 
-// newStatusSource makes a source that asks client; cfg.controlURL only
-// names it in logs and metrics. Its change stream opens on start.
+// newStatusSource makes a source that asks client, which it names after the
+// client's endpoints in logs and metrics. Its change stream opens on start.
 func newStatusSource(cfg sourceConfig, client *controlClient, logger *zap.Logger, m *metrics) (*statusSource, error) {
 	cache, err := ristretto.NewCache(&ristretto.Config[string, statusEntry]{
 		NumCounters:        int64(cfg.cacheSize) * 10,
@@ -134,11 +142,13 @@ func newStatusSource(cfg sourceConfig, client *controlClient, logger *zap.Logger
 		return nil, fmt.Errorf("creating status cache: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	label := strings.Join(client.endpoints.urls, " ")
 	s := &statusSource{
 		cache:       cache,
 		client:      client,
 		gatewayID:   cfg.gatewayID,
-		logger:      logger.With(zap.String("control_url", cfg.controlURL), zap.String("gateway_id", cfg.gatewayID)),
+		label:       label,
+		logger:      logger.With(zap.String("control_url", label), zap.String("gateway_id", cfg.gatewayID)),
 		metrics:     m,
 		idleTimeout: cfg.idleTimeout,
 		now:         cfg.now,
@@ -150,6 +160,10 @@ func newStatusSource(cfg sourceConfig, client *controlClient, logger *zap.Logger
 	}
 	s.downSince.Store(s.now().UnixNano())
 	s.stream.instance = newInstanceID()
+	client.endpoints.report = s.failedOver
+	if len(client.endpoints.urls) > 1 {
+		m.failoverCounter(s, failoverStatuses) // exported from 0, so that a rate of it works
+	}
 	s.startStream = func() { go s.subscribe(ctx) }
 	return s, nil
 }

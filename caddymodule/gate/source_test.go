@@ -75,8 +75,8 @@ func TestLookupDefersToRecentChange(t *testing.T) {
 		io.WriteString(w, `{"id":"conn_a","status":"active","revision":1}`)
 	}))
 	defer control.Close()
-	cfg := sourceConfig{controlURL: control.URL, controlKey: "k", gatewayID: "g", cacheSize: 10, idleTimeout: time.Minute}
-	src, err := newStatusSource(cfg, newControlClient(cfg.controlURL, cfg.controlKey), zap.NewNop(), newMetrics())
+	cfg := sourceConfig{controlURLs: []string{control.URL}, controlKey: "k", gatewayID: "g", cacheSize: 10, idleTimeout: time.Minute}
+	src, err := newStatusSource(cfg, newControlClient(cfg.controlURLs, cfg.controlKey), zap.NewNop(), newMetrics())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,8 +105,8 @@ func TestLookupDefersToRecentChange(t *testing.T) {
 // Two stream events for one id, or a lookup's write and an event, in either
 // order and at the same time, never leave the older status in the cache.
 func TestLookupAndEventNeverLoseTheNewerStatus(t *testing.T) {
-	cfg := sourceConfig{controlURL: "http://127.0.0.1:1", controlKey: "k", gatewayID: "g", cacheSize: 10000, idleTimeout: time.Minute}
-	src, err := newStatusSource(cfg, newControlClient(cfg.controlURL, cfg.controlKey), zap.NewNop(), newMetrics())
+	cfg := sourceConfig{controlURLs: []string{"http://127.0.0.1:1"}, controlKey: "k", gatewayID: "g", cacheSize: 10000, idleTimeout: time.Minute}
+	src, err := newStatusSource(cfg, newControlClient(cfg.controlURLs, cfg.controlKey), zap.NewNop(), newMetrics())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,9 +186,9 @@ func TestLookupsAreCoalesced(t *testing.T) {
 			return &http.Response{StatusCode: http.StatusOK, Header: http.Header{}, Request: r,
 				Body: io.NopCloser(strings.NewReader(`{"id":"conn_a","status":"active","revision":1}`))}, nil
 		})
-		client := &controlClient{base: "http://control.test", authorization: "Bearer k",
+		client := &controlClient{endpoints: endpoints{urls: []string{"http://control.test"}}, authorization: "Bearer k",
 			http: &http.Client{Transport: control}, streams: &http.Client{Transport: control}}
-		src, err := newStatusSource(sourceConfig{controlURL: client.base, gatewayID: "g", cacheSize: 10, idleTimeout: time.Minute},
+		src, err := newStatusSource(sourceConfig{gatewayID: "g", cacheSize: 10, idleTimeout: time.Minute},
 			client, zap.NewNop(), newMetrics())
 		if err != nil {
 			t.Fatal(err)

@@ -41,7 +41,7 @@ const (
 )
 
 // streamState is the change stream's own state. Only the stream's goroutine
-// touches it, but ackKey, which Destruct reads.
+// touches it, but open, which Destruct reads.
 type streamState struct {
 	// instance tells this process apart from others with the same gateway
 	// id; the control endpoint counts acknowledgements per instance.
@@ -52,7 +52,13 @@ type streamState struct {
 	position string
 	// heartbeat is the interval the control endpoint announced.
 	heartbeat time.Duration
-	ackKey    atomic.Pointer[string] // of the stream open now
+	open      atomic.Pointer[openStream] // the stream open now
+}
+
+// openStream is where a stream is open and the ack key it gave: its
+// acknowledgements and the leave go to the same endpoint.
+type openStream struct {
+	base, ackKey string
 }
 
 // idleLimit is how long the stream may carry nothing before it is dropped.
@@ -67,49 +73,70 @@ func (s *statusSource) idleLimit() time.Duration {
 // not waited for as a gateway that may come back). Best effort: a control
 // endpoint that is away forgets the process after its gateway_retention.
 func (s *statusSource) leave() {
-	key := s.stream.ackKey.Load()
-	if key == nil || *key == "" {
+	open := s.stream.open.Load()
+	if open == nil || open.ackKey == "" {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	if err := s.client.leave(ctx, s.gatewayID, *key); err != nil {
+	if err := s.client.leave(ctx, open.base, s.gatewayID, open.ackKey); err != nil {
 		s.logger.Debug("telling the control endpoint this gateway leaves", zap.Error(err))
 	}
 }
 
 // subscribe keeps the change stream open until the source is destroyed.
+// With several control endpoints, a stream that fails is opened again at
+// the next one, at once; the backoff applies once every endpoint has
+// failed in turn. The stream resumes from the position last applied,
+// whichever endpoint delivered it: a replica of the same store replays what
+// was missed, another store answers with a reset.
 func (s *statusSource) subscribe(ctx context.Context) {
 	defer close(s.stopped)
+	urls := s.client.endpoints.urls
+	at := s.client.endpoints.inUse()
 	backoff := minBackoff
+	failures := 0      // since the stream was last healthy
 	resumable := false // true once a sync gave a revision to resume from
 	everConnected := false
+	var cause error // why the last stream or attempt ended
 	for {
 		began := s.now()
-		err := s.streamOnce(ctx, &resumable)
+		err := s.streamOnce(ctx, &resumable, at, cause)
 		s.markDisconnected()
 		if ctx.Err() != nil {
 			return
 		}
 		if s.now().Sub(began) > healthyStream {
-			backoff = minBackoff
+			backoff, failures = minBackoff, 0
 		}
+		cause = err
+		failed := urls[at]
+		at = (at + 1) % len(urls)
+		failures++
 		wait := backoff/2 + rand.N(backoff/2+1)
+		if failures%len(urls) != 0 {
+			wait = minBackoff/2 + rand.N(minBackoff/2+1) // another endpoint may work now
+		} else {
+			backoff = min(backoff*2, maxBackoff)
+		}
 		everConnected = everConnected || resumable
+		fields := []zap.Field{zap.Error(err), zap.Duration("reconnect_in", wait)}
+		if len(urls) > 1 {
+			fields = append(fields, zap.String("failed_endpoint", failed), zap.String("next_endpoint", urls[at]))
+		}
 		if everConnected {
 			s.logger.Warn("change stream down; cached statuses now expire after disconnected_ttl",
-				zap.Error(err), zap.Duration("reconnect_in", wait), zap.Uint64("applied_revision", s.applied.Load()))
+				append(fields, zap.Uint64("applied_revision", s.applied.Load()))...)
 		} else {
 			// Expected at start-up when the control endpoint is served by
 			// this same Caddy and is not listening yet.
-			s.logger.Info("change stream not connected yet; retrying", zap.Error(err), zap.Duration("reconnect_in", wait))
+			s.logger.Info("change stream not connected yet; retrying", fields...)
 		}
 		select {
 		case <-time.After(wait):
 		case <-ctx.Done():
 			return
 		}
-		backoff = min(backoff*2, maxBackoff)
 	}
 }
 
@@ -120,8 +147,10 @@ func (s *statusSource) markDisconnected() {
 	}
 }
 
-// streamOnce reads one connection of the change stream until it fails.
-func (s *statusSource) streamOnce(ctx context.Context, resumable *bool) (err error) {
+// streamOnce reads one connection of the change stream, to endpoint at,
+// until it fails. Once it is in sync, at becomes the endpoint in use (a
+// failover when it was another, which cause made fail).
+func (s *statusSource) streamOnce(ctx context.Context, resumable *bool, at int, cause error) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			s.logger.Error("panic in change stream reader", zap.Any("panic", r), zap.ByteString("stack", debug.Stack()))
@@ -134,15 +163,17 @@ func (s *statusSource) streamOnce(ctx context.Context, resumable *bool) (err err
 	if *resumable {
 		from = s.stream.position
 	}
-	resp, ackKey, err := s.client.events(sctx, s.gatewayID, s.stream.instance, from)
+	base := s.client.endpoints.urls[at]
+	resp, ackKey, err := s.client.events(sctx, base, s.gatewayID, s.stream.instance, from)
 	if err != nil {
 		return fmt.Errorf("opening change stream: %w", err)
 	}
 	defer resp.Body.Close()
-	s.stream.ackKey.Store(&ackKey)
+	s.stream.open.Store(&openStream{base: base, ackKey: ackKey})
 	idle := time.AfterFunc(s.idleLimit(), func() { cancel(errStreamIdle) })
 	defer idle.Stop()
-	acks := s.startAcker(sctx, ackKey)
+	acks := s.startAcker(sctx, base, ackKey)
+	inSync := func() { s.client.endpoints.answered(s.client.endpoints.inUse(), at, cause) }
 
 	events := controlapi.NewEventReader(resp.Body)
 	for {
@@ -157,7 +188,7 @@ func (s *statusSource) streamOnce(ctx context.Context, resumable *bool) (err err
 		if ev.IsHeartbeat() {
 			continue // it only proves the stream alive
 		}
-		if err := s.dispatch(ev, resumable); err != nil {
+		if err := s.dispatch(ev, resumable, inSync); err != nil {
 			return err
 		}
 		// Acknowledge once what has arrived is applied, not per event: a
@@ -168,7 +199,8 @@ func (s *statusSource) streamOnce(ctx context.Context, resumable *bool) (err err
 	}
 }
 
-func (s *statusSource) dispatch(ev controlapi.Event, resumable *bool) error {
+// dispatch applies one event; inSync is called at each sync.
+func (s *statusSource) dispatch(ev controlapi.Event, resumable *bool, inSync func()) error {
 	switch ev.Name {
 	case controlapi.EventStatus:
 		var c store.Change
@@ -201,6 +233,7 @@ func (s *statusSource) dispatch(ev controlapi.Event, resumable *bool) error {
 		s.metrics.eventApplied(s, store.Change{Revision: rev})
 		if ev.Name == controlapi.EventSync {
 			*resumable = true
+			inSync()
 			if !s.connected.Swap(true) {
 				s.metrics.streamConnected(s, true)
 				s.logger.Info("change stream connected", zap.Uint64("revision", rev))
@@ -217,7 +250,7 @@ type acker struct {
 	wake   chan struct{}
 }
 
-func (s *statusSource) startAcker(ctx context.Context, ackKey string) *acker {
+func (s *statusSource) startAcker(ctx context.Context, base, ackKey string) *acker {
 	a := &acker{wake: make(chan struct{}, 1)}
 	go func() {
 		var sent uint64
@@ -232,7 +265,7 @@ func (s *statusSource) startAcker(ctx context.Context, ackKey string) *acker {
 				continue
 			}
 			actx, cancel := context.WithTimeout(ctx, ackTimeout)
-			err := s.client.ack(actx, s.gatewayID, ackKey, rev)
+			err := s.client.ack(actx, base, s.gatewayID, ackKey, rev)
 			cancel()
 			if err != nil {
 				if ctx.Err() == nil {
