@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -295,33 +296,49 @@ func (tx *writeTx) nextRevision(ctx context.Context) (uint64, error) {
 // NOTIFY in the transaction wakes the watchers of every replica at the
 // commit, and this replica's watchers are woken at once after it.
 func (s *Store) write(ctx context.Context, fn func(*writeTx) error) error {
-	var rev uint64
-	err := pgx.BeginFunc(ctx, s.pool, func(ptx pgx.Tx) error {
-		tx := &writeTx{Tx: ptx}
-		if err := fn(tx); err != nil {
+	ptx, err := s.pool.Begin(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
 			return err
 		}
-		if rev = tx.revision; rev == 0 {
-			return nil
-		}
-		_, err := tx.Exec(ctx, "SELECT pg_notify($1, $2)", s.channel, fmt.Sprint(rev))
-		return err
-	})
-	if err != nil {
-		return unreachable(err)
+		return fmt.Errorf("%w: %w", errUnreachable, err)
 	}
-	if rev > 0 {
-		s.watch.wake(rev)
+	defer ptx.Rollback(context.WithoutCancel(ctx)) // after Commit, a no-op
+	tx := &writeTx{Tx: ptx}
+	if err := fn(tx); err != nil {
+		if ptx.Conn().IsClosed() {
+			// Lost before the commit: the server rolls the transaction back.
+			return fmt.Errorf("%w: %w", errUnreachable, err)
+		}
+		return err
+	}
+	if tx.revision > 0 {
+		if _, err := tx.Exec(ctx, "SELECT pg_notify($1, $2)", s.channel, strconv.FormatUint(tx.revision, 10)); err != nil {
+			if ptx.Conn().IsClosed() {
+				return fmt.Errorf("%w: %w", errUnreachable, err)
+			}
+			return err
+		}
+	}
+	if err := ptx.Commit(ctx); err != nil {
+		if ptx.Conn().IsClosed() {
+			return fmt.Errorf("the connection to PostgreSQL was lost during the commit, which may or may not have been applied: %w", err)
+		}
+		return err
+	}
+	if tx.revision > 0 {
+		s.watch.wake(tx.revision)
 	}
 	return nil
 }
 
 // errUnreachable says why a write was refused when the database cannot be
-// reached; nothing of the write was applied.
-var errUnreachable = errors.New("the PostgreSQL database is unreachable; nothing was written")
+// reached or the connection was lost before the commit: nothing of the
+// write was applied.
+var errUnreachable = errors.New("PostgreSQL is unreachable; nothing was written")
 
 // unreachable marks a failure to connect as errUnreachable, keeping the
-// cause (and store sentinels pass through).
+// cause, for writes outside write.
 func unreachable(err error) error {
 	var connectErr *pgconn.ConnectError
 	if errors.As(err, &connectErr) {

@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/url"
 	"os"
 	"strings"
@@ -353,5 +355,91 @@ func TestOpenErrors(t *testing.T) {
 				t.Fatalf("Open = %v; want an error with %q and without the password", err, tt.want)
 			}
 		})
+	}
+}
+
+// relay forwards TCP connections to the database until cut, which closes
+// its listener and every connection: the database becomes unreachable.
+type relay struct {
+	ln    net.Listener
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+func newRelay(t *testing.T, target string) *relay {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &relay{ln: ln}
+	t.Cleanup(r.cut)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			up, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			r.mu.Lock()
+			r.conns = append(r.conns, c, up)
+			r.mu.Unlock()
+			go func() { io.Copy(up, c); up.Close() }()
+			go func() { io.Copy(c, up); c.Close() }()
+		}
+	}()
+	return r
+}
+
+func (r *relay) cut() {
+	r.ln.Close()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, c := range r.conns {
+		c.Close()
+	}
+}
+
+// With the database unreachable, writes are refused with an error that
+// says so, and nothing of them is applied.
+func TestWritesRefusedWhenUnreachable(t *testing.T) {
+	dsn := newSchema(t, testDSN(t))
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := u.Host
+	r := newRelay(t, target)
+	u.Host = r.ln.Addr().String()
+	q := u.Query()
+	q.Set("connect_timeout", "2")
+	u.RawQuery = q.Encode()
+	relayed := open(t, u.String(), Options{})
+	direct := open(t, dsn, Options{})
+	ctx := context.Background()
+	by := store.Actor{ID: "test"}
+	c, err := relayed.Create(ctx, store.NewConnection{Name: "n", OrgID: "org-1", UserID: "u"}, by)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.cut()
+	for i := range 2 { // the first on a pooled connection now dead, the next on a new one
+		_, _, err = relayed.Apply(ctx, c.ID, store.ActionDisable, by)
+		if !errors.Is(err, errUnreachable) || !strings.Contains(err.Error(), "unreachable; nothing was written") {
+			t.Fatalf("write %d with the database unreachable: %v, want errUnreachable", i, err)
+		}
+	}
+	if _, err := relayed.Create(ctx, store.NewConnection{Name: "n", OrgID: "org-1", UserID: "u"}, by); !errors.Is(err, errUnreachable) {
+		t.Fatalf("create with the database unreachable: %v, want errUnreachable", err)
+	}
+	got, err := direct.Get(ctx, c.ID)
+	if err != nil || got.Status != store.StatusActive || got.Revision != c.Revision {
+		t.Fatalf("connection after refused writes: %+v, %v; want it unchanged", got, err)
+	}
+	if rev, _ := direct.Revision(ctx); rev != c.Revision {
+		t.Fatalf("revision %d after refused writes, want %d", rev, c.Revision)
 	}
 }
