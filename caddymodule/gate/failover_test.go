@@ -233,3 +233,46 @@ func TestPoolKeyNamesEveryEndpoint(t *testing.T) {
 		t.Fatalf("pool keys %q %q %q", ab.poolKey(), ba.poolKey(), a.poolKey())
 	}
 }
+
+// The failover series are exported from 0 with several control endpoints
+// (none with one) and removed with their source.
+func TestFailoverSeriesGoWithTheirSource(t *testing.T) {
+	s := controltest.Start(t, controltest.Options{})
+	reg := prometheus.NewRegistry()
+	if err := gateMetrics.register(reg); err != nil {
+		t.Fatal(err)
+	}
+	series := func(gatewayID string) int {
+		families, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, f := range families {
+			for _, m := range f.GetMetric() {
+				for _, l := range m.GetLabel() {
+					if f.GetName() == "conngate_control_failovers_total" && l.GetName() == "gateway_id" && l.GetValue() == gatewayID {
+						n++
+					}
+				}
+			}
+		}
+		return n
+	}
+	one := newGate(t, s, func(g *Gate) { g.GatewayID = "failover-series-one" })
+	if n := series(one.GatewayID); n != 0 {
+		t.Errorf("%d failover series with one control endpoint, want none", n)
+	}
+	two := newGate(t, s, func(g *Gate) {
+		g.GatewayID = "failover-series-two"
+		g.ControlURL = ""
+		g.ControlURLs = []string{s.URL, refusedURL(t)}
+	})
+	if n := series(two.GatewayID); n != 2 {
+		t.Fatalf("%d failover series with two control endpoints, want statuses and keys", n)
+	}
+	two.Cleanup()
+	if n := series(two.GatewayID); n != 0 {
+		t.Fatalf("%d failover series of a source that is gone, want none", n)
+	}
+}

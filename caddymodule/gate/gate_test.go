@@ -445,6 +445,8 @@ func TestDefaults(t *testing.T) {
 		{"key set from the control endpoint", Gate{ControlURL: "{env.CONNGATE_TEST_CONTROL}"}, []string{"http://control.test:9180/.well-known/jwks.json"}},
 		{"no key set when keys are given", Gate{ControlURL: "http://c.test", HMACSecrets: []string{"s"}}, nil},
 		{"key sets given", Gate{ControlURL: "http://c.test", JWKSURLs: []string{"http://idp.test/jwks"}}, []string{"http://idp.test/jwks"}},
+		{"key set from the first of several control endpoints", Gate{ControlURLs: []string{"{env.CONNGATE_TEST_CONTROL}", "http://b.test/"}},
+			[]string{"http://control.test:9180/.well-known/jwks.json"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -453,8 +455,13 @@ func TestDefaults(t *testing.T) {
 			if !slices.Equal(g.JWKSURLs, tt.wantJWKS) {
 				t.Errorf("jwks_urls %q, want %q", g.JWKSURLs, tt.wantJWKS)
 			}
-			if g.ControlURL == "" || strings.HasSuffix(g.ControlURL, "/") || strings.Contains(g.ControlURL, "{") {
-				t.Errorf("control_url %q: want it resolved, without a trailing slash", g.ControlURL)
+			for _, u := range g.controlURLs {
+				if u == "" || strings.HasSuffix(u, "/") || strings.Contains(u, "{") {
+					t.Errorf("control URL %q: want it resolved, without a trailing slash", u)
+				}
+			}
+			if len(g.controlURLs) != max(1, len(g.ControlURLs)) {
+				t.Errorf("control URLs %q from control_url %q and control_urls %q", g.controlURLs, g.ControlURL, g.ControlURLs)
 			}
 			if g.TTL != caddy.Duration(DefaultTTL) || g.DisconnectedTTL != caddy.Duration(DefaultDisconnectedTTL) ||
 				*g.StaleIfError != caddy.Duration(DefaultStaleIfError) || g.ControlTimeout != caddy.Duration(DefaultControlTimeout) ||
