@@ -17,6 +17,9 @@ import (
 var caddyBin string
 
 func TestMain(m *testing.M) {
+	if os.Getenv(holdStreamsEnv) != "" {
+		os.Exit(holdStreams()) // a helper process of a benchmark, not a test run
+	}
 	dir, err := os.MkdirTemp("", "conngate-e2e-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -108,7 +108,8 @@ func (c *Control) streamEvents(w http.ResponseWriter, r *http.Request) error {
 	w.WriteHeader(http.StatusOK)
 	// From here on the answer has begun: a failure can only end the
 	// stream, and the client reconnects and resumes.
-	s := &eventStream{c: c, who: who, sub: sub, out: controlapi.NewEventWriter(w), flush: http.NewResponseController(w).Flush, pos: pos.position}
+	rc := http.NewResponseController(w)
+	s := &eventStream{c: c, who: who, sub: sub, out: controlapi.NewEventWriter(w), flush: rc.Flush, writeDeadline: rc.SetWriteDeadline, pos: pos.position}
 	if pos.diverged {
 		c.logger.Warn("change stream resumed from a position of another history (a store restored from a backup, or another store); sending reset",
 			zap.String("from", from.id()), zap.String("gateway_id", gatewayID))
@@ -173,12 +174,12 @@ func (c *Control) fingerprintAt(ctx context.Context, revision uint64) (string, e
 	if revision == 0 {
 		return "", nil
 	}
-	changes, ok := c.shared.feed.after(revision-1, 1)
-	if !ok {
-		var err error
-		if changes, err = c.store.Changes(ctx, revision-1, 1); err != nil {
-			return "", err
-		}
+	if changes, ok := c.shared.feed.after(revision-1, 1); ok && len(changes) == 1 {
+		return changes[0].fingerprint, nil
+	}
+	changes, err := c.store.Changes(ctx, revision-1, 1)
+	if err != nil {
+		return "", err
 	}
 	if len(changes) == 0 || changes[0].Revision != revision {
 		return "", store.ErrReplayUnavailable
@@ -193,11 +194,34 @@ type eventStream struct {
 	sub   *gatewayStream // nil for a person's stream
 	out   *controlapi.EventWriter
 	flush func() error
-	pos   position // the last position sent, or to send the sync at
+	// writeDeadline bounds a person's turn (see turn): a client that does
+	// not read must not hold the others up.
+	writeDeadline func(time.Time) error
+	pos           position // the last position sent, or to send the sync at
 }
 
+// personWriteTimeout is how long a person's stream may take to write one
+// batch before it is ended.
+const personWriteTimeout = time.Second
+
 func (s *eventStream) info() controlapi.Position {
-	return controlapi.Position{Revision: s.pos.revision, HeartbeatMillis: time.Duration(s.c.HeartbeatInterval).Milliseconds()}
+	return controlapi.Position{Revision: s.pos.revision, HeartbeatMillis: s.heartbeat().Milliseconds()}
+}
+
+// personHeartbeat is the least interval of heartbeats on people's streams:
+// a page needs no fast partition detection, only a connection that proxies
+// keep open, and thousands of open pages must not cost a write each every
+// couple of seconds.
+const personHeartbeat = 15 * time.Second
+
+// heartbeat is this stream's heartbeat interval: heartbeat_interval for
+// gateways, at least personHeartbeat for people.
+func (s *eventStream) heartbeat() time.Duration {
+	hb := time.Duration(s.c.HeartbeatInterval)
+	if s.sub == nil {
+		hb = max(hb, personHeartbeat)
+	}
+	return hb
 }
 
 // reset tells the client to drop what it derived and go on from the
@@ -231,62 +255,20 @@ func (s *eventStream) run(ctx context.Context, shutdown <-chan struct{}) {
 	if s.sub != nil {
 		superseded = s.sub.superseded
 	}
-	heartbeat := time.NewTicker(time.Duration(c.HeartbeatInterval))
+	heartbeat := time.NewTicker(s.heartbeat())
 	defer heartbeat.Stop()
 	synced := false
 	for {
 		// Take the signal before reading, so that a change that arrives
 		// between the read and the wait still wakes this loop.
 		wake := c.shared.feed.wake(s.sub != nil)
-		changes, ok := c.shared.feed.after(s.pos.revision, replayBatch)
-		if !ok {
-			var err error
-			changes, err = c.store.Changes(ctx, s.pos.revision, replayBatch)
-			switch {
-			case errors.Is(err, store.ErrReplayUnavailable):
-				c.logger.Warn("change stream cannot replay; sending reset", zap.Uint64("since", s.pos.revision))
-				if s.reset(ctx) != nil {
-					return
-				}
-				synced = false
-				continue
-			case err != nil:
-				c.logger.Error("reading change log", zap.Error(err))
-				return
-			}
-		}
-		if len(changes) > 0 {
-			s.deliver(changes[len(changes)-1].Revision)
-		}
-		for _, ch := range changes {
-			s.pos = position{ch.Revision, ch.Fingerprint()}
-			if !sees(s.who, ch) {
-				continue
-			}
-			if s.out.Event(s.pos.id(), controlapi.EventStatus, ch) != nil {
-				return
-			}
-		}
-		if len(changes) == replayBatch {
-			continue // more to replay before going live
-		}
-		if !synced {
-			if s.pos.fingerprint == "" && s.pos.revision > 0 {
-				s.pos.fingerprint, _ = c.fingerprintAt(ctx, s.pos.revision) // a bare ?since=
-			}
-			s.deliver(s.pos.revision)
-			if s.out.Event(s.pos.id(), controlapi.EventSync, s.info()) != nil {
-				return
-			}
-			synced = true
-		}
-		if s.flush() != nil {
+		if !s.sendNew(ctx, &synced) {
 			return
 		}
 		select {
 		case <-wake:
 		case <-heartbeat.C:
-			if s.out.Heartbeat() != nil || s.flush() != nil {
+			if !s.send(func() error { return s.out.Heartbeat() }) {
 				return
 			}
 		case <-ctx.Done():
@@ -298,6 +280,88 @@ func (s *eventStream) run(ctx context.Context, shutdown <-chan struct{}) {
 		case <-superseded:
 			return
 		}
+	}
+}
+
+// sendNew writes every change after the stream's position (and the sync
+// event once the replay is done) and flushes. It reports false when the
+// stream must end.
+func (s *eventStream) sendNew(ctx context.Context, synced *bool) bool {
+	release := s.turn()
+	defer release()
+	c := s.c
+	for {
+		changes, ok := c.shared.feed.after(s.pos.revision, replayBatch)
+		if !ok {
+			read, err := c.store.Changes(ctx, s.pos.revision, replayBatch)
+			if err == nil {
+				changes, err = encode(read)
+			}
+			switch {
+			case errors.Is(err, store.ErrReplayUnavailable):
+				c.logger.Warn("change stream cannot replay; sending reset", zap.Uint64("since", s.pos.revision))
+				if s.reset(ctx) != nil {
+					return false
+				}
+				*synced = false
+				continue
+			case err != nil:
+				c.logger.Error("reading change log", zap.Error(err))
+				return false
+			}
+		}
+		if len(changes) > 0 {
+			s.deliver(changes[len(changes)-1].Revision)
+		}
+		for _, ch := range changes {
+			s.pos = position{ch.Revision, ch.fingerprint}
+			if !sees(s.who, ch.Change) {
+				continue
+			}
+			if s.out.EventJSON(ch.id, controlapi.EventStatus, ch.data) != nil {
+				return false
+			}
+		}
+		if len(changes) < replayBatch {
+			break
+		}
+		// More to replay before going live.
+	}
+	if !*synced {
+		if s.pos.fingerprint == "" && s.pos.revision > 0 {
+			s.pos.fingerprint, _ = c.fingerprintAt(ctx, s.pos.revision) // a bare ?since=
+		}
+		s.deliver(s.pos.revision)
+		if s.out.Event(s.pos.id(), controlapi.EventSync, s.info()) != nil {
+			return false
+		}
+		*synced = true
+	}
+	return s.flush() == nil
+}
+
+// send writes with write and flushes, in the stream's turn.
+func (s *eventStream) send(write func() error) bool {
+	release := s.turn()
+	defer release()
+	return write() == nil && s.flush() == nil
+}
+
+// turn waits until this stream may write. People's streams take turns, a
+// few at a time: thousands of them woken together would otherwise all be
+// runnable at once, and a gateway's stream, woken at the same moment, would
+// wait behind every one of them for the CPU. Gateways' streams never wait.
+func (s *eventStream) turn() (release func()) {
+	if s.sub != nil {
+		return func() {}
+	}
+	turns := s.c.shared.peopleTurns
+	turns <- struct{}{}
+	s.c.shared.peoplePace.wait(peopleGap)
+	_ = s.writeDeadline(time.Now().Add(personWriteTimeout)) // not supported: no bound, as before
+	return func() {
+		_ = s.writeDeadline(time.Time{})
+		<-turns
 	}
 }
 

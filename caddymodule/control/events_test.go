@@ -130,12 +130,28 @@ func TestEventsReset(t *testing.T) {
 
 func TestEventsHeartbeat(t *testing.T) {
 	s := controltest.Start(t, controltest.Options{Heartbeat: 50 * time.Millisecond})
-	es := s.Events(t, s.GatewayKey, "", nil)
-	expectSync(t, es, 0)
+	announced := func(sync controlapi.Event) int64 {
+		var pos controlapi.Position
+		json.Unmarshal(sync.Data, &pos)
+		return pos.HeartbeatMillis
+	}
+	es := s.Events(t, s.GatewayKey, "?gateway_id=gw-1&instance=a", nil)
+	if hb := announced(expectSync(t, es, 0)); hb != 50 {
+		t.Errorf("a gateway's stream announced heartbeat_ms %d, want 50", hb)
+	}
 	// A heartbeat is an event with data and no id, so that clients that
 	// pass comment-only blocks on as empty messages never see one.
 	if ev := es.Next(t, wait, true); ev.Name != controlapi.EventHeartbeat || string(ev.Data) != "{}" || ev.ID != "" {
 		t.Fatalf("got %+v, want a heartbeat event", ev)
+	}
+	// People's streams beat every 15 s at the most often: thousands of open
+	// pages must not cost a write each every 50 ms.
+	person := s.Events(t, s.AdminKey, "", nil)
+	if hb := announced(expectSync(t, person, 0)); hb != 15000 {
+		t.Errorf("a person's stream announced heartbeat_ms %d, want 15000", hb)
+	}
+	if ev, ok := person.TryNext(200 * time.Millisecond); ok {
+		t.Errorf("a person's stream sent %+v within 200 ms", ev)
 	}
 }
 

@@ -2,6 +2,7 @@ package control
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"slices"
 	"sync"
@@ -9,6 +10,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/conngate/conngate/caddymodule/controlapi"
 	"github.com/conngate/conngate/store"
 )
 
@@ -20,8 +22,10 @@ const feedSize = 4096
 
 // peopleWakeDelay batches the wake-ups of people's streams: a person's page
 // needs no millisecond, and thousands of open pages must not take the CPU
-// that the gateways' streams need when changes come fast.
-const peopleWakeDelay = 50 * time.Millisecond
+// that the gateways' streams need when changes come fast. (With 2,000 open
+// streams and changes every few milliseconds, 50 ms let bursts of writes to
+// every stream delay gateways by tens of milliseconds on two cores.)
+const peopleWakeDelay = 500 * time.Millisecond
 
 // changeFeed reads each change from the store once and shares it with every
 // change stream of this process (fan-out): without it, every change woke
@@ -33,11 +37,11 @@ type changeFeed struct {
 	logger *zap.Logger
 
 	mu        sync.Mutex
-	recent    []store.Change // the latest changes, oldest first
-	latest    uint64         // the revision read up to
-	gateways  chan struct{}  // closed when changes arrive
-	people    chan struct{}  // closed up to peopleWakeDelay after changes arrive
-	peopleDue bool           // a wake-up of people's streams is scheduled
+	recent    []feedChange  // the latest changes, oldest first
+	latest    uint64        // the revision read up to
+	gateways  chan struct{} // closed when changes arrive
+	people    chan struct{} // closed up to peopleWakeDelay after changes arrive
+	peopleDue bool          // a wake-up of people's streams is scheduled
 
 	stop    chan struct{}
 	stopped chan struct{}
@@ -54,6 +58,35 @@ func newChangeFeed(ctx context.Context, st store.Store, logger *zap.Logger) (*ch
 	return f, nil
 }
 
+// feedChange is a change with what every stream sends of it, computed once:
+// its event id (with the fingerprint, a hash) and its JSON.
+type feedChange struct {
+	store.Change
+	fingerprint, id string
+	data            []byte
+}
+
+func newFeedChange(c store.Change) (feedChange, error) {
+	data, err := json.Marshal(c)
+	if err != nil {
+		return feedChange{}, err
+	}
+	fp := c.Fingerprint()
+	return feedChange{Change: c, fingerprint: fp, id: controlapi.EventID(c.Revision, fp), data: data}, nil
+}
+
+// encode makes feed changes of changes read from the store.
+func encode(changes []store.Change) ([]feedChange, error) {
+	out := make([]feedChange, len(changes))
+	for i, c := range changes {
+		var err error
+		if out[i], err = newFeedChange(c); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
 // wake returns the channel closed when changes after what after returns
 // next arrive. Take it before calling after.
 func (f *changeFeed) wake(gateway bool) <-chan struct{} {
@@ -67,7 +100,7 @@ func (f *changeFeed) wake(gateway bool) <-chan struct{} {
 
 // after returns up to limit changes above revision from memory; ok is false
 // when memory does not hold them all (the caller reads the store).
-func (f *changeFeed) after(revision uint64, limit int) (changes []store.Change, ok bool) {
+func (f *changeFeed) after(revision uint64, limit int) (changes []feedChange, ok bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if revision > f.latest {
@@ -76,7 +109,7 @@ func (f *changeFeed) after(revision uint64, limit int) (changes []store.Change, 
 	if revision == f.latest {
 		return nil, true
 	}
-	i, _ := slices.BinarySearchFunc(f.recent, revision+1, func(c store.Change, rev uint64) int { return cmpRevision(c.Revision, rev) })
+	i, _ := slices.BinarySearchFunc(f.recent, revision+1, func(c feedChange, rev uint64) int { return cmpRevision(c.Revision, rev) })
 	if i == len(f.recent) || f.recent[i].Revision != revision+1 {
 		return nil, false // older than what is kept
 	}
@@ -136,8 +169,13 @@ func (f *changeFeed) read() {
 		if len(changes) == 0 {
 			return
 		}
+		encoded, err := encode(changes)
+		if err != nil {
+			f.logger.Error("encoding changes", zap.Error(err))
+			return
+		}
 		f.mu.Lock()
-		f.recent = append(f.recent, changes...)
+		f.recent = append(f.recent, encoded...)
 		if len(f.recent) > 2*feedSize { // trimmed in steps, not per change
 			f.recent = slices.Clone(f.recent[len(f.recent)-feedSize:])
 		}

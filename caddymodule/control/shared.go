@@ -2,6 +2,7 @@ package control
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -21,6 +22,42 @@ type sharedState struct {
 	gateways *gatewayRegistry
 	feed     *changeFeed
 	streams  *streamLimiter
+	// peopleTurns lets only so many people's streams write at once, and
+	// peoplePace spaces their turns (see eventStream.turn).
+	peopleTurns chan struct{}
+	peoplePace  pacer
+}
+
+// peopleWriting is how many people's streams may write at once, and
+// peopleGap the least time between the starts of two of their turns: the
+// writes to thousands of open pages after a change take at most a part of
+// one core, and never the core a gateway's stream needs. (Measured with
+// 2,000 streams on two cores: four at a time without a gap put the p99 of
+// disable-to-401 at 64-95 ms, one at a time at 34 ms.)
+const (
+	peopleWriting = 1
+	peopleGap     = 100 * time.Microsecond
+)
+
+// pacer spaces events at least gap apart.
+type pacer struct {
+	mu   sync.Mutex
+	next time.Time
+}
+
+// wait returns once gap has passed since the previous call returned.
+func (p *pacer) wait(gap time.Duration) {
+	p.mu.Lock()
+	now := time.Now()
+	at := p.next
+	if at.Before(now) {
+		at = now
+	}
+	p.next = at.Add(gap)
+	p.mu.Unlock()
+	if d := at.Sub(now); d > 0 {
+		time.Sleep(d)
+	}
 }
 
 func (s *sharedState) Destruct() error {
@@ -44,7 +81,7 @@ func loadShared(ctx context.Context, key string, st store.Store, retention time.
 			return nil, err
 		}
 		go reg.run()
-		return &sharedState{gateways: reg, feed: feed, streams: newStreamLimiter()}, nil
+		return &sharedState{gateways: reg, feed: feed, streams: newStreamLimiter(), peopleTurns: make(chan struct{}, peopleWriting)}, nil
 	})
 	if err != nil {
 		return nil, err

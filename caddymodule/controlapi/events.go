@@ -98,7 +98,13 @@ func (e *EventWriter) Event(id string, name string, data any) error {
 	if err != nil {
 		return err
 	}
-	_, err = fmt.Fprintf(e.w, "%sid: %s\nevent: %s\ndata: %s\n\n", e.retry(), id, name, b)
+	return e.EventJSON(id, name, b)
+}
+
+// EventJSON writes one event whose data is already JSON (one line): a
+// change encoded once for every stream that sends it.
+func (e *EventWriter) EventJSON(id string, name string, data []byte) error {
+	_, err := fmt.Fprintf(e.w, "%sid: %s\nevent: %s\ndata: %s\n\n", e.retry(), id, name, data)
 	return err
 }
 
