@@ -101,7 +101,7 @@ func TestControlReplicasOnPostgres(t *testing.T) {
 
 // testSchema creates a schema for t in the test database, dropped at the
 // end, and returns a DSN whose search_path is that schema.
-func testSchema(t *testing.T, dsn string) string {
+func testSchema(t testing.TB, dsn string) string {
 	t.Helper()
 	var b [8]byte
 	rand.Read(b[:])
