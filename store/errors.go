@@ -14,6 +14,12 @@ var (
 	ErrDeleted = errors.New("connection is deleted")
 	// ErrInvalid wraps every *InvalidError.
 	ErrInvalid = errors.New("invalid input")
+	// ErrUnavailable: the store cannot be reached (a database server that
+	// is down or cut off). Nothing was written; the call may be retried.
+	ErrUnavailable = errors.New("the store is unavailable")
+	// ErrOutcomeUnknown: the connection to the store was lost while a
+	// write was being committed; it may or may not have been applied.
+	ErrOutcomeUnknown = errors.New("the store's connection was lost during the commit")
 )
 
 // InvalidError says which input field is unusable and why.

@@ -29,8 +29,10 @@ const reconnectGrace = 10 * time.Second
 const DefaultGatewayRetention = 10 * time.Minute
 
 // gatewayFlushInterval is how often what the registry knows is saved to the
-// store, so that a restarted control endpoint still knows the gateways.
-const gatewayFlushInterval = 5 * time.Second
+// store, so that a restarted control endpoint, and every other replica on
+// the store, knows the gateways connected here. (Acknowledgements and new
+// processes are saved at once.)
+const gatewayFlushInterval = 2 * time.Second
 
 // gatewayRegistry knows every gateway process subscribed to the change
 // stream, or seen on it within the retention, and the revision each has
@@ -149,10 +151,7 @@ func (g *gatewayRegistry) subscribe(gatewayID, instance string) *gatewayStream {
 	if st == nil {
 		st = &instanceState{instanceKey: k}
 		g.instances[k] = st
-		select {
-		case g.flushSoon <- struct{}{}:
-		default:
-		}
+		g.saveSoon()
 	}
 	if st.streams == 0 {
 		st.connectedAt = now.UTC()
@@ -221,8 +220,18 @@ func (g *gatewayRegistry) ack(gatewayID, ackKey string, revision uint64) error {
 		st.applied = revision
 		st.dirty = true
 		g.broadcast()
+		g.saveSoon() // other replicas' ?wait=applied read it from the store
 	}
 	return nil
+}
+
+// saveSoon asks run to save now. It must be called with mu held or not;
+// it never blocks.
+func (g *gatewayRegistry) saveSoon() {
+	select {
+	case g.flushSoon <- struct{}{}:
+	default:
+	}
 }
 
 // leave forgets the process behind the stream: it stops on purpose.
@@ -252,39 +261,125 @@ func (g *gatewayRegistry) forgetOld(now time.Time) {
 	}
 }
 
-// waitApplied waits until every gateway process that is connected, or
-// went away less than reconnectGrace ago, has applied revision, or until
-// ctx ends. It returns how many processes it counted (every one seen within
-// the retention) and those that have not applied it: a gateway that is
-// away stays pending, never silently done.
+// memberState is where a gateway process is, as far as this replica can
+// tell.
+type memberState int
+
+const (
+	connectedHere  memberState = iota // a stream of it is open on this replica
+	connectedThere                    // another replica saved it as connected a moment ago
+	reconnecting                      // gone less than reconnectGrace ago
+	away                              // gone longer, but seen within the retention
+)
+
+// member is one gateway process counted by ?wait=applied and listed.
+type member struct {
+	instanceKey
+	state       memberState
+	applied     uint64
+	streams     int
+	connectedAt time.Time
+	lastAckAt   time.Time
+	lastSeen    time.Time
+}
+
+// remoteFresh is how recently another replica must have saved a process as
+// connected for it to count as connected there: a few of its saves.
+const remoteFresh = 3 * gatewayFlushInterval
+
+// members merges what this replica knows with what every replica saved in
+// the store (saved, as read by the caller; nil when the store could not
+// be read). It must be called with mu held.
+func (g *gatewayRegistry) members(now time.Time, saved []store.GatewaySeen) map[instanceKey]*member {
+	g.forgetOld(now)
+	out := make(map[instanceKey]*member, len(g.instances))
+	for k, st := range g.instances {
+		m := &member{instanceKey: k, applied: st.applied, streams: st.streams, connectedAt: st.connectedAt, lastAckAt: st.lastAckAt, lastSeen: st.lastSeen}
+		switch {
+		case st.streams > 0:
+			m.state, m.lastSeen = connectedHere, now
+		case now.Sub(st.goneAt) < reconnectGrace:
+			m.state = reconnecting
+		default:
+			m.state = away
+		}
+		out[k] = m
+	}
+	for _, sv := range saved {
+		k := instanceKey{sv.GatewayID, sv.Instance}
+		m := out[k]
+		if m == nil {
+			m = &member{instanceKey: k, state: away}
+			out[k] = m
+		}
+		m.applied = max(m.applied, sv.AppliedRevision)
+		if m.state != connectedHere && sv.SeenAt.After(m.lastSeen) {
+			m.lastSeen = sv.SeenAt
+			if now.Sub(sv.SeenAt) <= remoteFresh {
+				m.state = connectedThere
+			}
+		}
+	}
+	return out
+}
+
+// saved reads what every replica saved of the gateways seen within the
+// retention; on a failure, nil: this replica's own knowledge serves alone.
+func (g *gatewayRegistry) saved(ctx context.Context) []store.GatewaySeen {
+	seen, err := g.store.Gateways(ctx, g.now().Add(-g.retentionPeriod()))
+	if err != nil {
+		g.logger.Debug("reading the gateways other replicas saw", zap.Error(err))
+		return nil
+	}
+	return seen
+}
+
+// remotePoll is how often ?wait=applied reads the store while it waits for
+// a process connected to another replica (whose acknowledgements reach the
+// store, not this replica).
+const remotePoll = 25 * time.Millisecond
+
+// waitApplied waits until every gateway process that is connected (to this
+// replica or, as saved in the store, to another), or went away less than
+// reconnectGrace ago, has applied revision, or until ctx ends. It returns
+// how many processes it counted (every one seen within the retention) and
+// those that have not applied it: a gateway that is away stays pending,
+// never silently done.
 func (g *gatewayRegistry) waitApplied(ctx context.Context, revision uint64) (total int, pending []string) {
 	for {
+		saved := g.saved(ctx)
 		g.mu.Lock()
 		now := g.now()
-		g.forgetOld(now)
-		total, pending = len(g.instances), []string{}
-		var waitFor bool
-		var recheck time.Duration // when an absent one stops being waited for
-		for _, st := range g.instances {
-			if st.applied >= revision {
+		ms := g.members(now, saved)
+		updated := g.updated
+		g.mu.Unlock()
+
+		total, pending = len(ms), []string{}
+		waitFor, poll := false, false
+		var recheck time.Duration // when a reconnecting one stops being waited for
+		for _, m := range ms {
+			if m.applied >= revision {
 				continue
 			}
-			pending = append(pending, st.String())
-			switch left := reconnectGrace - now.Sub(st.goneAt); {
-			case st.streams > 0:
+			pending = append(pending, m.String())
+			switch m.state {
+			case connectedHere:
 				waitFor = true
-			case left > 0:
-				waitFor = true
-				if recheck == 0 || left < recheck {
+			case connectedThere:
+				waitFor, poll = true, true
+			case reconnecting:
+				waitFor, poll = true, true // it may come back on another replica
+				if left := reconnectGrace - now.Sub(g.instances[m.instanceKey].goneAt); recheck == 0 || left < recheck {
 					recheck = left
 				}
 			}
 		}
-		updated := g.updated
-		g.mu.Unlock()
 		slices.Sort(pending)
-		if !waitFor {
+		if !waitFor || ctx.Err() != nil {
 			return total, pending
+		}
+		if poll && (recheck == 0 || remotePoll < recheck) {
+			recheck = remotePoll
 		}
 		var timeout <-chan time.Time
 		var timer *time.Timer
@@ -300,30 +395,25 @@ func (g *gatewayRegistry) waitApplied(ctx context.Context, revision uint64) (tot
 		if timer != nil {
 			timer.Stop()
 		}
-		if ctx.Err() != nil {
-			return total, pending
-		}
 	}
 }
 
-// list is every gateway process known, with its lag behind latest.
-func (g *gatewayRegistry) list(latest uint64) []controlapi.Gateway {
+// list is every gateway process known to any replica, with its lag behind
+// latest.
+func (g *gatewayRegistry) list(ctx context.Context, latest uint64) []controlapi.Gateway {
+	saved := g.saved(ctx)
 	g.mu.Lock()
-	defer g.mu.Unlock()
-	now := g.now()
-	g.forgetOld(now)
-	views := make([]controlapi.Gateway, 0, len(g.instances))
-	for _, st := range g.instances {
-		v := controlapi.Gateway{ID: st.gatewayID, Instance: st.instance, Connected: st.streams > 0, Streams: st.streams,
-			AppliedRevision: st.applied, ConnectedAt: st.connectedAt, LastSeenAt: st.lastSeen.UTC()}
-		if v.Connected {
-			v.LastSeenAt = now.UTC()
+	ms := g.members(g.now(), saved)
+	g.mu.Unlock()
+	views := make([]controlapi.Gateway, 0, len(ms))
+	for _, m := range ms {
+		v := controlapi.Gateway{ID: m.gatewayID, Instance: m.instance, Connected: m.state == connectedHere || m.state == connectedThere,
+			Streams: m.streams, AppliedRevision: m.applied, ConnectedAt: m.connectedAt, LastSeenAt: m.lastSeen.UTC()}
+		if latest > m.applied {
+			v.LagRevisions = latest - m.applied
 		}
-		if latest > st.applied {
-			v.LagRevisions = latest - st.applied
-		}
-		if !st.lastAckAt.IsZero() {
-			t := st.lastAckAt
+		if !m.lastAckAt.IsZero() {
+			t := m.lastAckAt
 			v.LastAckAt = &t
 		}
 		views = append(views, v)
@@ -441,6 +531,6 @@ func (c *Control) listGateways(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, controlapi.GatewayList{Revision: latest, Gateways: c.gateways.list(latest)})
+	writeJSON(w, http.StatusOK, controlapi.GatewayList{Revision: latest, Gateways: c.gateways.list(r.Context(), latest)})
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -44,6 +45,12 @@ func (c *Control) writeError(w http.ResponseWriter, r *http.Request, err error) 
 			Message: "The connection is deleted; deletion is permanent and it can no longer be enabled or disabled."}
 	case errors.As(err, &bad):
 		apiErr = invalid(bad.Error() + ".")
+	case errors.Is(err, store.ErrOutcomeUnknown):
+		c.logger.Error("store connection lost during a commit", zap.String("method", r.Method), zap.String("path", r.URL.Path), zap.Error(err))
+		apiErr = storeUnavailable("The store's connection was lost while the change was committed: it may or may not have been made. Read the resource before trying again.")
+	case errors.Is(err, store.ErrUnavailable):
+		c.noteStoreOutage(err)
+		apiErr = storeUnavailable("The store cannot be reached; nothing was changed. Try again shortly.")
 	default:
 		c.logger.Error("request failed", zap.String("method", r.Method), zap.String("path", r.URL.Path), zap.Error(err))
 		apiErr = &controlapi.Error{Status: http.StatusInternalServerError, Code: controlapi.CodeInternalError,
@@ -54,6 +61,32 @@ func (c *Control) writeError(w http.ResponseWriter, r *http.Request, err error) 
 	}
 	writeJSON(w, apiErr.Status, apiErr)
 }
+
+// storeRetryAfter is what a 503 store_unavailable tells clients to wait, in
+// seconds.
+const storeRetryAfter = "1"
+
+func storeUnavailable(message string) *controlapi.Error {
+	return &controlapi.Error{Status: http.StatusServiceUnavailable, Code: controlapi.CodeStoreUnavailable, Message: message,
+		Header: map[string]string{"Retry-After": storeRetryAfter}}
+}
+
+// noteStoreOutage logs a store outage at most once per storeOutageLogEvery:
+// during one, every request would otherwise log a line.
+func (c *Control) noteStoreOutage(err error) {
+	if c.shared != nil {
+		logged := &c.shared.storeOutageLogged
+		now := time.Now().UnixNano()
+		last := logged.Load()
+		if now-last < int64(storeOutageLogEvery) || !logged.CompareAndSwap(last, now) {
+			return
+		}
+	}
+	c.logger.Error("the store is unavailable: API answers are 503 store_unavailable", zap.Error(err))
+}
+
+// storeOutageLogEvery bounds the log lines of a store outage.
+const storeOutageLogEvery = 10 * time.Second
 
 func connectionNotFound(id string) *controlapi.Error {
 	return &controlapi.Error{Status: http.StatusNotFound, Code: controlapi.CodeConnectionNotFound, Message: "No connection has id " + id + "."}

@@ -3,6 +3,7 @@ package control
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -26,6 +27,8 @@ type sharedState struct {
 	// peoplePace spaces their turns (see eventStream.turn).
 	peopleTurns chan struct{}
 	peoplePace  pacer
+	// storeOutageLogged is when a store outage was last logged (unix ns).
+	storeOutageLogged atomic.Int64
 }
 
 // peopleWriting is how many people's streams may write at once, and

@@ -29,6 +29,9 @@ const (
 	// no client secret to rotate.
 	CodePublicClient  Code = "public_client"
 	CodeInternalError Code = "internal_error"
+	// CodeStoreUnavailable: the store (a database) cannot be reached, or
+	// the connection to it was lost during a commit; see the message.
+	CodeStoreUnavailable Code = "store_unavailable"
 )
 
 // Error is the body of every error answer, and an error a handler returns:

@@ -29,7 +29,7 @@ LEFT JOIN LATERAL (
 	SELECT * FROM changes WHERE revision > $1 ORDER BY revision LIMIT $2
 ) c ON true`, after, max(limit, 1))
 	if err != nil {
-		return nil, fmt.Errorf("reading the change log: %w", err)
+		return nil, fmt.Errorf("reading the change log: %w", readFailed(err))
 	}
 	defer rows.Close()
 	var (
@@ -43,14 +43,14 @@ LEFT JOIN LATERAL (
 			at                    *time.Time
 		)
 		if err := rows.Scan(&latest, &rev, &id, &status, &at, &org, &user); err != nil {
-			return nil, fmt.Errorf("reading the change log: %w", err)
+			return nil, fmt.Errorf("reading the change log: %w", readFailed(err))
 		}
 		if rev != nil {
 			changes = append(changes, store.Change{Revision: *rev, ID: *id, Status: store.Status(*status), ChangedAt: at.UTC(), OrgID: *org, UserID: *user})
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("reading the change log: %w", err)
+		return nil, fmt.Errorf("reading the change log: %w", readFailed(err))
 	}
 	switch {
 	case after > latest:
@@ -66,7 +66,7 @@ LEFT JOIN LATERAL (
 // Revision implements store.Store.
 func (s *Store) Revision(ctx context.Context) (rev uint64, err error) {
 	if err := s.pool.QueryRow(ctx, "SELECT revision FROM store_revision").Scan(&rev); err != nil {
-		return 0, fmt.Errorf("reading the revision: %w", err)
+		return 0, fmt.Errorf("reading the revision: %w", readFailed(err))
 	}
 	return rev, nil
 }

@@ -60,11 +60,11 @@ func (s *Store) List(ctx context.Context, q store.ListQuery) (conns []store.Conn
 	sql += fmt.Sprintf(" ORDER BY id LIMIT $%d", len(args))
 	rows, err := s.pool.Query(ctx, sql, args...)
 	if err != nil {
-		return nil, "", fmt.Errorf("listing connections: %w", err)
+		return nil, "", fmt.Errorf("listing connections: %w", readFailed(err))
 	}
 	conns, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.Connection, error) { return scanConnection(row) })
 	if err != nil {
-		return nil, "", fmt.Errorf("listing connections: %w", err)
+		return nil, "", fmt.Errorf("listing connections: %w", readFailed(err))
 	}
 	if len(conns) > limit {
 		conns = conns[:limit]

@@ -12,6 +12,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"strconv"
 	"sync"
 	"time"
@@ -153,7 +155,8 @@ func (s *Store) Create(ctx context.Context, n store.NewConnection, by store.Acto
 
 // Get implements store.Store.
 func (s *Store) Get(ctx context.Context, id string) (store.Connection, error) {
-	return getConnection(ctx, s.pool, id, "")
+	c, err := getConnection(ctx, s.pool, id, "")
+	return c, readFailed(err)
 }
 
 // Apply implements store.Store.
@@ -322,7 +325,7 @@ func (s *Store) write(ctx context.Context, fn func(*writeTx) error) error {
 	}
 	if err := ptx.Commit(ctx); err != nil {
 		if ptx.Conn().IsClosed() {
-			return fmt.Errorf("the connection to PostgreSQL was lost during the commit, which may or may not have been applied: %w", err)
+			return fmt.Errorf("%w (PostgreSQL), which may or may not have been applied: %w", store.ErrOutcomeUnknown, err)
 		}
 		return err
 	}
@@ -335,7 +338,22 @@ func (s *Store) write(ctx context.Context, fn func(*writeTx) error) error {
 // errUnreachable says why a write was refused when the database cannot be
 // reached or the connection was lost before the commit: nothing of the
 // write was applied.
-var errUnreachable = errors.New("PostgreSQL is unreachable; nothing was written")
+var errUnreachable = fmt.Errorf("PostgreSQL is unreachable; nothing was written: %w", store.ErrUnavailable)
+
+// errReadUnreachable is errUnreachable for reads.
+var errReadUnreachable = fmt.Errorf("PostgreSQL is unreachable: %w", store.ErrUnavailable)
+
+// readFailed marks a read that failed because PostgreSQL cannot be reached
+// (no connection, or one lost on the way) as store.ErrUnavailable, so that
+// the API answers 503 rather than 500.
+func readFailed(err error) error {
+	var connectErr *pgconn.ConnectError
+	var netErr net.Error
+	if err != nil && (errors.As(err, &connectErr) || errors.As(err, &netErr) || errors.Is(err, io.ErrUnexpectedEOF)) {
+		return fmt.Errorf("%w: %w", errReadUnreachable, err)
+	}
+	return err
+}
 
 // unreachable marks a failure to connect as errUnreachable, keeping the
 // cause, for writes outside write.

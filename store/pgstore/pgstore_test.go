@@ -432,8 +432,21 @@ func TestWritesRefusedWhenUnreachable(t *testing.T) {
 			t.Fatalf("write %d with the database unreachable: %v, want errUnreachable", i, err)
 		}
 	}
-	if _, err := relayed.Create(ctx, store.NewConnection{Name: "n", OrgID: "org-1", UserID: "u"}, by); !errors.Is(err, errUnreachable) {
-		t.Fatalf("create with the database unreachable: %v, want errUnreachable", err)
+	if _, err := relayed.Create(ctx, store.NewConnection{Name: "n", OrgID: "org-1", UserID: "u"}, by); !errors.Is(err, errUnreachable) || !errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("create with the database unreachable: %v, want errUnreachable, a store.ErrUnavailable", err)
+	}
+	// Reads say so too, so that the API answers 503, not 500.
+	if _, err := relayed.Get(ctx, c.ID); !errors.Is(err, store.ErrUnavailable) {
+		t.Errorf("Get with the database unreachable: %v, want store.ErrUnavailable", err)
+	}
+	if _, _, err := relayed.List(ctx, store.ListQuery{OrgID: "org-1"}); !errors.Is(err, store.ErrUnavailable) {
+		t.Errorf("List with the database unreachable: %v, want store.ErrUnavailable", err)
+	}
+	if _, err := relayed.Revision(ctx); !errors.Is(err, store.ErrUnavailable) {
+		t.Errorf("Revision with the database unreachable: %v, want store.ErrUnavailable", err)
+	}
+	if _, err := relayed.Changes(ctx, 0, 10); !errors.Is(err, store.ErrUnavailable) {
+		t.Errorf("Changes with the database unreachable: %v, want store.ErrUnavailable", err)
 	}
 	got, err := direct.Get(ctx, c.ID)
 	if err != nil || got.Status != store.StatusActive || got.Revision != c.Revision {
