@@ -91,3 +91,30 @@ func TestREADMEWalkthroughRunsAsWritten(t *testing.T) {
 		}
 	}
 }
+
+// Every Caddyfile in the README without <placeholders> is one the real
+// binary accepts: a whole config, or directives (wrapped in a site block).
+func TestREADMECaddyfilesAdapt(t *testing.T) {
+	blocks := regexp.MustCompile("(?s)```caddyfile\n(.*?)```").FindAllStringSubmatch(readFile(t, "../README.md"), -1)
+	tried := 0
+	for _, b := range blocks {
+		if strings.Contains(b[1], "<") {
+			continue // a syntax summary, not a config
+		}
+		tried++
+		config := b[1]
+		if first := strings.TrimSpace(config); !strings.HasPrefix(first, "{") && !strings.HasPrefix(first, ":") && !strings.HasPrefix(first, "http") {
+			config = ":8080 {\n" + config + "}\n"
+		}
+		dir := t.TempDir()
+		writeSite(t, dir, config)
+		out, err := runCaddy(t, dir, IsolatedEnv(dir, "CONNGATE_ADMIN_KEY=x", "CONNGATE_GATEWAY_KEY=y", "CONNGATE_POSTGRES_DSN=postgres://db/x"),
+			"adapt", "--config", "Caddyfile", "--adapter", "caddyfile")
+		if err != nil {
+			t.Errorf("README Caddyfile does not adapt: %v\n%s\n--- the block:\n%s", err, out, b[1])
+		}
+	}
+	if tried < 4 {
+		t.Fatalf("found %d Caddyfiles in the README, want at least four (two of them in Scaling out)", tried)
+	}
+}

@@ -25,7 +25,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
 //
 //	connection_control {
-//		store bolt <path>
+//		store bolt <path> | postgres <dsn>
 //		api_key admin|gateway <key>
 //		principals_file <path>
 //		signing_key <pem file>
