@@ -21,6 +21,8 @@ type frozenRelay struct {
 	frozen atomic.Bool
 	mu     sync.Mutex
 	thaw   chan struct{}
+	ln     net.Listener
+	conns  []net.Conn // every connection, to cut
 }
 
 func newFrozenRelay(t *testing.T, target string) *frozenRelay {
@@ -28,7 +30,7 @@ func newFrozenRelay(t *testing.T, target string) *frozenRelay {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &frozenRelay{addr: l.Addr().String(), thaw: make(chan struct{})}
+	r := &frozenRelay{addr: l.Addr().String(), thaw: make(chan struct{}), ln: l}
 	var conns sync.WaitGroup
 	t.Cleanup(func() {
 		l.Close()
@@ -45,6 +47,9 @@ func newFrozenRelay(t *testing.T, target string) *frozenRelay {
 				in.Close()
 				continue
 			}
+			r.mu.Lock()
+			r.conns = append(r.conns, in, out)
+			r.mu.Unlock()
 			conns.Add(2)
 			go r.pipe(in, out, &conns)
 			go r.pipe(out, in, &conns)
@@ -81,6 +86,17 @@ func (r *frozenRelay) pipe(src, dst net.Conn, wg *sync.WaitGroup) {
 }
 
 func (r *frozenRelay) freeze() { r.frozen.Store(true) }
+
+// cut closes the relay and every connection through it: the far side is
+// down (connections reset, new ones refused).
+func (r *frozenRelay) cut() {
+	r.ln.Close()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, c := range r.conns {
+		c.Close()
+	}
+}
 
 func (r *frozenRelay) unfreeze() {
 	r.mu.Lock()
