@@ -237,6 +237,7 @@ func (c *Control) streamLimits() streamLimits {
 
 // ServeHTTP answers the control API; it never calls next.
 func (c *Control) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
+	c.shutdowns.of(r) // see serverShutdowns.of
 	c.routes.ServeHTTP(w, r)
 	return nil
 }

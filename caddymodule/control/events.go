@@ -8,7 +8,9 @@ import (
 	"net/http"
 	"sync"
 	"time"
+	"weak"
 
+	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
 	"github.com/conngate/conngate/caddymodule/controlapi"
@@ -21,32 +23,55 @@ const replayBatch = 500
 // serverShutdowns ends event streams when their HTTP server begins to shut
 // down. net/http waits for in-flight requests, and a stream never finishes
 // on its own: without this, stopping Caddy would wait for ever.
+//
+// A server's entry stays after its shutdown (closed): a request that was
+// already being read when the shutdown began must still find it closed, as
+// a hook registered then would never run. The map holds servers weakly, so
+// an old config's server is not kept alive by it.
 type serverShutdowns struct {
 	mu      sync.Mutex
-	closing map[*http.Server]chan struct{}
+	closing map[weak.Pointer[http.Server]]chan struct{}
 }
 
+// processExiting is closed once Caddy is exiting (caddy.Exiting). It backs
+// up the shutdown hooks: a hook registered after its server began to shut
+// down is never called (net/http), and a stream that opens in that moment
+// would hold up the exit for ever. Polled by one goroutine per process.
+var processExiting = sync.OnceValue(func() <-chan struct{} {
+	ch := make(chan struct{})
+	go func() {
+		for !caddy.Exiting() {
+			time.Sleep(200 * time.Millisecond)
+		}
+		close(ch)
+	}()
+	return ch
+})
+
 // of returns a channel closed when the server that serves r shuts down.
+// ServeHTTP calls it for every request, so that the hook is in place
+// before the first stream, which may come just as the server stops.
 func (s *serverShutdowns) of(r *http.Request) <-chan struct{} {
 	srv, _ := r.Context().Value(http.ServerContextKey).(*http.Server)
 	if srv == nil {
 		return nil // not served by net/http (a unit test's recorder): never
 	}
+	key := weak.Make(srv)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closing == nil {
-		s.closing = map[*http.Server]chan struct{}{}
+		s.closing = map[weak.Pointer[http.Server]]chan struct{}{}
 	}
-	ch, ok := s.closing[srv]
+	ch, ok := s.closing[key]
 	if !ok {
+		for k := range s.closing {
+			if k.Value() == nil {
+				delete(s.closing, k) // its server is gone (an old config's)
+			}
+		}
 		ch = make(chan struct{})
-		s.closing[srv] = ch
-		srv.RegisterOnShutdown(func() {
-			close(ch)
-			s.mu.Lock()
-			delete(s.closing, srv) // servers come and go with reloads
-			s.mu.Unlock()
-		})
+		s.closing[key] = ch
+		srv.RegisterOnShutdown(func() { close(ch) })
 	}
 	return ch
 }
@@ -276,6 +301,8 @@ func (s *eventStream) run(ctx context.Context, shutdown <-chan struct{}) {
 		case <-c.done:
 			return
 		case <-shutdown:
+			return
+		case <-processExiting():
 			return
 		case <-superseded:
 			return
