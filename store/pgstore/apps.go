@@ -112,10 +112,11 @@ func (s *Store) SetAppSecret(ctx context.Context, id string, secretHash []byte) 
 	return a, nil
 }
 
-// DeleteApp implements store.AppStore. It locks the app's row first, then
-// its connections' rows in id order, then takes revisions: every writer
-// takes its locks in that order (app, connection, revision counter), so
-// writers on different replicas wait for each other and never deadlock.
+// DeleteApp implements store.AppStore. It locks the revision counter first
+// (as every writer does), then the app's row, then its connections' rows in
+// id order: every writer takes its locks in that order (revision counter,
+// app, connection), so writers on different replicas wait for each other
+// and never deadlock.
 // Each connection is deleted through apply, the path of every status
 // change, in this one transaction: the app cannot go while a connection
 // made through it stays usable.

@@ -1,9 +1,11 @@
 // Package pgstore is the store on PostgreSQL, for control replicas that
 // share one database. The guarantees bolt gets from one process holding the
-// file are the database's here: every change is one transaction that locks
-// what it reads (the connection's row, then the revision counter's), so
-// writers on any number of replicas are applied one after the other, and a
-// change is committed (durable) before the call returns. Watchers on every
+// file are the database's here: every writing transaction locks the
+// revision counter's row first, then what it reads (the connection's row),
+// so writers on any number of replicas are applied one after the other, and
+// a change is committed (durable) before the call returns. Status changes
+// and creates that arrive together share one transaction and its commit
+// (groupcommit.go), each under its own savepoint. Watchers on every
 // replica are woken through LISTEN/NOTIFY; the change log table, not the
 // notification, is what they read.
 package pgstore
@@ -53,6 +55,7 @@ type Store struct {
 
 	watch    watchers
 	listener listener
+	group    groupCommit
 
 	closeOnce sync.Once
 }
@@ -129,17 +132,13 @@ func (s *Store) Create(ctx context.Context, n store.NewConnection, by store.Acto
 		CreatedAt: now,
 		UpdatedAt: now,
 	}
-	err := s.write(ctx, func(tx *writeTx) error {
+	err := s.writeGrouped(ctx, func(ctx context.Context, tx *writeTx) error {
 		if c.AppID != "" {
 			if err := lockApp(ctx, tx, c.AppID); err != nil {
 				return err
 			}
 		}
-		rev, err := tx.nextRevision(ctx)
-		if err != nil {
-			return err
-		}
-		c.Revision = rev
+		c.Revision = tx.nextRevision()
 		b := &pgx.Batch{}
 		b.Queue(`INSERT INTO connections (id, name, org_id, user_id, app_id, status, created_at, updated_at, revision)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
@@ -161,7 +160,7 @@ func (s *Store) Get(ctx context.Context, id string) (store.Connection, error) {
 
 // Apply implements store.Store.
 func (s *Store) Apply(ctx context.Context, id string, action store.Action, by store.Actor) (c store.Connection, changed bool, err error) {
-	err = s.write(ctx, func(tx *writeTx) error {
+	err = s.writeGrouped(ctx, func(ctx context.Context, tx *writeTx) error {
 		c, changed, err = s.apply(ctx, tx, id, action, by)
 		return err
 	})
@@ -185,12 +184,8 @@ func (s *Store) apply(ctx context.Context, tx *writeTx, id string, action store.
 	if err != nil || !ch {
 		return c, false, err
 	}
-	rev, err := tx.nextRevision(ctx)
-	if err != nil {
-		return c, false, err
-	}
 	from := c.Status
-	c.Status, c.UpdatedAt, c.Revision = to, s.now(), rev
+	c.Status, c.UpdatedAt, c.Revision = to, s.now(), tx.nextRevision()
 	b := &pgx.Batch{}
 	b.Queue("UPDATE connections SET status = $2, updated_at = $3, revision = $4 WHERE id = $1",
 		c.ID, string(c.Status), c.UpdatedAt, c.Revision)
@@ -275,64 +270,96 @@ func scanConnection(row pgx.Row) (c store.Connection, err error) {
 // writeTx is a writing transaction and the revisions it has taken.
 type writeTx struct {
 	pgx.Tx
-	revision uint64 // the last revision taken; 0 if none
+	start    uint64 // the revision when the transaction began
+	revision uint64 // the last revision taken; start if none
 }
 
-// nextRevision takes the next store-wide revision, inside tx.
+// begin starts a writing transaction and locks the revision counter's row
+// before anything else, until the transaction ends.
 //
-// Revisions come from one counter row, incremented by the writing
-// transaction itself, not from a sequence: a sequence hands out numbers in
-// call order, so a reader could see N+1 committed while N is still in
-// flight (and skip N for good). The UPDATE locks the row until this
-// transaction ends, so the next writer gets its number only after this one
-// has committed (or rolled back, handing the same number on): numbers are
-// taken in commit order, with no gaps. PostgreSQL makes a transaction
-// visible to new snapshots before it releases its locks, so any snapshot
-// that sees N+1 committed also sees N: a reader of the change log sees a
-// prefix of the history, never a hole it would have to wait for.
-func (tx *writeTx) nextRevision(ctx context.Context) (uint64, error) {
-	err := tx.QueryRow(ctx, "UPDATE store_revision SET revision = revision + 1 RETURNING revision").Scan(&tx.revision)
-	return tx.revision, err
-}
-
-// write runs fn in a transaction and commits it. If fn took a revision, a
-// NOTIFY in the transaction wakes the watchers of every replica at the
-// commit, and this replica's watchers are woken at once after it.
-func (s *Store) write(ctx context.Context, fn func(*writeTx) error) error {
+// Revisions come from that one row, not from a sequence: a sequence hands
+// out numbers in call order, so a reader could see N+1 committed while N is
+// still in flight (and skip N for good). With the row locked, the next
+// writer gets its numbers only after this one has committed (or rolled
+// back, handing the same numbers on): numbers are taken in commit order,
+// with no gaps. PostgreSQL makes a transaction visible to new snapshots
+// before it releases its locks, so any snapshot that sees N+1 committed
+// also sees N: a reader of the change log sees a prefix of the history,
+// never a hole it would have to wait for.
+//
+// The counter comes first in every writer's lock order (then an app's row,
+// then connections' rows): a batch that changes several connections locks
+// each while it already holds the counter, so a writer that held a
+// connection's row while it waited for the counter could deadlock with it.
+func (s *Store) begin(ctx context.Context) (*writeTx, error) {
 	ptx, err := s.pool.Begin(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
-			return err
+			return nil, err
 		}
+		return nil, fmt.Errorf("%w: %w", errUnreachable, err)
+	}
+	tx := &writeTx{Tx: ptx}
+	if err := ptx.QueryRow(ctx, "SELECT revision FROM store_revision FOR UPDATE").Scan(&tx.start); err != nil {
+		ptx.Rollback(ctx)
+		return nil, tx.failed(fmt.Errorf("locking the revision counter: %w", err))
+	}
+	tx.revision = tx.start
+	return tx, nil
+}
+
+// nextRevision takes the next store-wide revision, inside tx; commit
+// writes the last one taken to the counter's row.
+func (tx *writeTx) nextRevision() uint64 {
+	tx.revision++
+	return tx.revision
+}
+
+// failed marks err, which failed tx before its commit, as errUnreachable
+// if the connection was lost: the server rolls the transaction back.
+func (tx *writeTx) failed(err error) error {
+	if tx.Conn().IsClosed() {
 		return fmt.Errorf("%w: %w", errUnreachable, err)
 	}
-	defer ptx.Rollback(context.WithoutCancel(ctx)) // after Commit, a no-op
-	tx := &writeTx{Tx: ptx}
-	if err := fn(tx); err != nil {
-		if ptx.Conn().IsClosed() {
-			// Lost before the commit: the server rolls the transaction back.
-			return fmt.Errorf("%w: %w", errUnreachable, err)
-		}
-		return err
-	}
-	if tx.revision > 0 {
-		if _, err := tx.Exec(ctx, "SELECT pg_notify($1, $2)", s.channel, strconv.FormatUint(tx.revision, 10)); err != nil {
-			if ptx.Conn().IsClosed() {
-				return fmt.Errorf("%w: %w", errUnreachable, err)
-			}
-			return err
+	return err
+}
+
+// commit stores the last revision tx took and commits it. If it took any,
+// a NOTIFY in the transaction wakes the watchers of every replica at the
+// commit, and this replica's watchers are woken at once after it.
+func (s *Store) commit(ctx context.Context, tx *writeTx) error {
+	if tx.revision > tx.start {
+		b := &pgx.Batch{}
+		b.Queue("UPDATE store_revision SET revision = $1", tx.revision)
+		b.Queue("SELECT pg_notify($1, $2)", s.channel, strconv.FormatUint(tx.revision, 10))
+		if err := tx.SendBatch(ctx, b).Close(); err != nil {
+			return tx.failed(err)
 		}
 	}
-	if err := ptx.Commit(ctx); err != nil {
-		if ptx.Conn().IsClosed() {
+	if err := tx.Commit(ctx); err != nil {
+		if tx.Conn().IsClosed() {
 			return fmt.Errorf("%w (PostgreSQL), which may or may not have been applied: %w", store.ErrOutcomeUnknown, err)
 		}
 		return err
 	}
-	if tx.revision > 0 {
+	if tx.revision > tx.start {
 		s.watch.wake(tx.revision)
 	}
 	return nil
+}
+
+// write runs fn in a transaction of its own and commits it, for the writes
+// that are not grouped.
+func (s *Store) write(ctx context.Context, fn func(*writeTx) error) error {
+	tx, err := s.begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) // after Commit, a no-op
+	if err := fn(tx); err != nil {
+		return tx.failed(err)
+	}
+	return s.commit(ctx, tx)
 }
 
 // errUnreachable says why a write was refused when the database cannot be
