@@ -117,6 +117,9 @@ func (s *Store) runBatch(ctx context.Context, batch []*pendingWrite, results []e
 		return err
 	}
 	defer tx.Rollback(ctx) // after Commit, a no-op
+	// A lone write needs no savepoint (one round trip fewer): its error
+	// rolls the whole transaction back.
+	savepoints := len(batch) > 1
 	for i, w := range batch {
 		if err := w.ctx.Err(); err != nil {
 			results[i] = err // the caller has gone: nothing of its write is run
@@ -125,15 +128,17 @@ func (s *Store) runBatch(ctx context.Context, batch []*pendingWrite, results []e
 		s.group.writes.Add(1)
 		// Savepoints are not released: each nests in the one before, and a
 		// rollback goes to the latest, this write's.
-		if _, err := tx.Exec(ctx, "SAVEPOINT write"); err != nil {
-			return tx.failed(err)
+		if savepoints {
+			if _, err := tx.Exec(ctx, "SAVEPOINT write"); err != nil {
+				return tx.failed(err)
+			}
 		}
 		before := tx.revision
 		err := w.call(ctx, tx)
 		if err == nil {
 			continue
 		}
-		if tx.Conn().IsClosed() {
+		if !savepoints || tx.Conn().IsClosed() {
 			return tx.failed(err)
 		}
 		results[i] = err
