@@ -138,7 +138,7 @@ func (s *Store) runBatch(ctx context.Context, batch []*pendingWrite, results []e
 		if err == nil {
 			continue
 		}
-		if !savepoints || tx.Conn().IsClosed() {
+		if !savepoints || tx.Conn().IsClosed() || connectionLost(err) {
 			return tx.failed(err)
 		}
 		results[i] = err

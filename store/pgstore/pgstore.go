@@ -14,14 +14,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/zap"
 
@@ -318,7 +315,7 @@ func (tx *writeTx) nextRevision() uint64 {
 // failed marks err, which failed tx before its commit, as errUnreachable
 // if the connection was lost: the server rolls the transaction back.
 func (tx *writeTx) failed(err error) error {
-	if tx.Conn().IsClosed() {
+	if tx.Conn().IsClosed() || connectionLost(err) {
 		return fmt.Errorf("%w: %w", errUnreachable, err)
 	}
 	return err
@@ -337,7 +334,7 @@ func (s *Store) commit(ctx context.Context, tx *writeTx) error {
 		}
 	}
 	if err := tx.Commit(ctx); err != nil {
-		if tx.Conn().IsClosed() {
+		if tx.Conn().IsClosed() || connectionLost(err) {
 			return fmt.Errorf("%w (PostgreSQL), which may or may not have been applied: %w", store.ErrOutcomeUnknown, err)
 		}
 		return err
@@ -374,9 +371,7 @@ var errReadUnreachable = fmt.Errorf("PostgreSQL is unreachable: %w", store.ErrUn
 // (no connection, or one lost on the way) as store.ErrUnavailable, so that
 // the API answers 503 rather than 500.
 func readFailed(err error) error {
-	var connectErr *pgconn.ConnectError
-	var netErr net.Error
-	if err != nil && (errors.As(err, &connectErr) || errors.As(err, &netErr) || errors.Is(err, io.ErrUnexpectedEOF)) {
+	if connectionLost(err) {
 		return fmt.Errorf("%w: %w", errReadUnreachable, err)
 	}
 	return err
@@ -385,8 +380,7 @@ func readFailed(err error) error {
 // unreachable marks a failure to connect as errUnreachable, keeping the
 // cause, for writes outside write.
 func unreachable(err error) error {
-	var connectErr *pgconn.ConnectError
-	if errors.As(err, &connectErr) {
+	if connectionLost(err) {
 		return fmt.Errorf("%w: %w", errUnreachable, err)
 	}
 	return err
