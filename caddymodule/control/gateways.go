@@ -429,10 +429,20 @@ func (g *gatewayRegistry) run() {
 	defer close(g.stopped)
 	tick := time.NewTicker(gatewayFlushInterval)
 	defer tick.Stop()
+	var last time.Time
 	for {
 		select {
 		case <-tick.C:
 		case <-g.flushSoon:
+			// Saves asked for at once are spaced minSaveGap apart: at a
+			// high change rate every acknowledgement asks, and each save is
+			// a durable write of the store.
+			if wait := minSaveGap - time.Since(last); wait > 0 {
+				select {
+				case <-time.After(wait):
+				case <-g.stop:
+				}
+			}
 		case <-g.stop:
 			// At shutdown the store may be closed already; a restart then
 			// knows what the last save knew.
@@ -441,11 +451,17 @@ func (g *gatewayRegistry) run() {
 			}
 			return
 		}
+		last = time.Now()
 		if err := g.flush(); err != nil {
 			g.logger.Warn("saving the gateway registry", zap.Error(err))
 		}
 	}
 }
+
+// minSaveGap is the least time between two saves of the registry asked
+// for at once (see run): other replicas learn of an acknowledgement within
+// about this much.
+const minSaveGap = 50 * time.Millisecond
 
 // flush saves the connected processes (seen now) and those changed since
 // the last flush, and lets the store forget those past the retention.
