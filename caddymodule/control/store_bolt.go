@@ -7,7 +7,6 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
-	"github.com/conngate/conngate/caddymodule/internal/cfgargs"
 	"github.com/conngate/conngate/store"
 	"github.com/conngate/conngate/store/boltstore"
 )
@@ -15,27 +14,6 @@ import (
 func init() {
 	caddy.RegisterModule(BoltStore{})
 }
-
-// StoreProvider is implemented by modules in the conngate.stores namespace.
-type StoreProvider interface {
-	// Store returns the opened store; valid between Provision and Cleanup.
-	Store() store.Store
-}
-
-// openStores shares open stores across config reloads: Caddy provisions the
-// new config before it cleans up the old one, and a bbolt file can be open
-// only once per process.
-var openStores = caddy.NewUsagePool()
-
-// pooledStore closes the store when its last user is cleaned up. It keeps
-// the options the store was opened with: a reload shares the open store and
-// cannot change them.
-type pooledStore struct {
-	store.Store
-	changeLogSize int
-}
-
-func (p pooledStore) Destruct() error { return p.Close() }
 
 // BoltStore is the embedded store: one bbolt file, nothing else to run.
 type BoltStore struct {
@@ -48,8 +26,7 @@ type BoltStore struct {
 	// it cannot change this: restart Caddy to.
 	ChangeLogSize int `json:"change_log_size,omitempty"`
 
-	poolKey string
-	store   store.Store
+	storeUse
 }
 
 // CaddyModule returns the Caddy module information.
@@ -74,39 +51,9 @@ func (b *BoltStore) Provision(caddy.Context) error {
 	if logSize == 0 {
 		logSize = boltstore.DefaultChangeLogSize
 	}
-	v, _, err := openStores.LoadOrNew(abs, func() (caddy.Destructor, error) {
-		s, err := boltstore.Open(abs, boltstore.Options{ChangeLogSize: logSize})
-		if err != nil {
-			return nil, err
-		}
-		return pooledStore{s, logSize}, nil
+	return b.use(abs, "store "+abs, logSize, func() (store.Store, error) {
+		return boltstore.Open(abs, boltstore.Options{ChangeLogSize: logSize})
 	})
-	if err != nil {
-		return err
-	}
-	open := v.(pooledStore)
-	if open.changeLogSize != logSize {
-		if _, err := openStores.Delete(abs); err != nil {
-			return err
-		}
-		return fmt.Errorf("change_log_size %d: store %s is open with %d, by another connection_control or by the config "+
-			"before this reload, and stays open across reloads; give every config of that store the same value, or restart "+
-			"Caddy to change it", logSize, abs, open.changeLogSize)
-	}
-	b.poolKey, b.store = abs, open.Store
-	return nil
-}
-
-// Store implements StoreProvider.
-func (b *BoltStore) Store() store.Store { return b.store }
-
-// Cleanup releases this config's use of the file.
-func (b *BoltStore) Cleanup() error {
-	if b.poolKey == "" {
-		return nil
-	}
-	_, err := openStores.Delete(b.poolKey)
-	return err
 }
 
 // UnmarshalCaddyfile sets up the store; the dispenser is on "bolt". Syntax:
@@ -115,21 +62,7 @@ func (b *BoltStore) Cleanup() error {
 //		change_log_size <changes>
 //	}
 func (b *BoltStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	d.Next() // "bolt"
-	if err := cfgargs.One(d, &b.Path); err != nil {
-		return err
-	}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		switch d.Val() {
-		case "change_log_size":
-			if err := cfgargs.PositiveInt(d, "change_log_size", &b.ChangeLogSize); err != nil {
-				return err
-			}
-		default:
-			return d.Errf("unrecognized subdirective %q", d.Val())
-		}
-	}
-	return nil
+	return unmarshalStore(d, &b.Path, &b.ChangeLogSize)
 }
 
 // Interface guards

@@ -2,12 +2,10 @@ package control
 
 import (
 	"errors"
-	"fmt"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
-	"github.com/conngate/conngate/caddymodule/internal/cfgargs"
 	"github.com/conngate/conngate/store"
 	"github.com/conngate/conngate/store/pgstore"
 )
@@ -31,8 +29,7 @@ type PostgresStore struct {
 	// it cannot change this: restart Caddy to.
 	ChangeLogSize int `json:"change_log_size,omitempty"`
 
-	poolKey string
-	store   store.Store
+	storeUse
 }
 
 // CaddyModule returns the Caddy module information.
@@ -56,39 +53,9 @@ func (p *PostgresStore) Provision(ctx caddy.Context) error {
 		logSize = pgstore.DefaultChangeLogSize
 	}
 	key := "postgres " + dsn // bolt's keys are absolute paths
-	v, _, err := openStores.LoadOrNew(key, func() (caddy.Destructor, error) {
-		s, err := pgstore.Open(ctx, dsn, pgstore.Options{ChangeLogSize: logSize, Logger: ctx.Logger()})
-		if err != nil {
-			return nil, err
-		}
-		return pooledStore{s, logSize}, nil
+	return p.use(key, "the PostgreSQL store", logSize, func() (store.Store, error) {
+		return pgstore.Open(ctx, dsn, pgstore.Options{ChangeLogSize: logSize, Logger: ctx.Logger()})
 	})
-	if err != nil {
-		return err
-	}
-	open := v.(pooledStore)
-	if open.changeLogSize != logSize {
-		if _, err := openStores.Delete(key); err != nil {
-			return err
-		}
-		return fmt.Errorf("change_log_size %d: the PostgreSQL store is open with %d, by another connection_control or by the config "+
-			"before this reload, and stays open across reloads; give every config of that store the same value, or restart "+
-			"Caddy to change it", logSize, open.changeLogSize)
-	}
-	p.poolKey, p.store = key, open.Store
-	return nil
-}
-
-// Store implements StoreProvider.
-func (p *PostgresStore) Store() store.Store { return p.store }
-
-// Cleanup releases this config's use of the store; the last user closes it.
-func (p *PostgresStore) Cleanup() error {
-	if p.poolKey == "" {
-		return nil
-	}
-	_, err := openStores.Delete(p.poolKey)
-	return err
 }
 
 // UnmarshalCaddyfile sets up the store; the dispenser is on "postgres".
@@ -98,21 +65,7 @@ func (p *PostgresStore) Cleanup() error {
 //		change_log_size <changes>
 //	}
 func (p *PostgresStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	d.Next() // "postgres"
-	if err := cfgargs.One(d, &p.DSN); err != nil {
-		return err
-	}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		switch d.Val() {
-		case "change_log_size":
-			if err := cfgargs.PositiveInt(d, "change_log_size", &p.ChangeLogSize); err != nil {
-				return err
-			}
-		default:
-			return d.Errf("unrecognized subdirective %q", d.Val())
-		}
-	}
-	return nil
+	return unmarshalStore(d, &p.DSN, &p.ChangeLogSize)
 }
 
 // Interface guards
