@@ -35,10 +35,7 @@ import (
 //	CONNGATE_TEST_POSTGRES_DSN=postgres://postgres@127.0.0.1:5432/test?sslmode=disable \
 //		go test ./tests -run '^$' -bench MillionConnections -benchtime 1x -timeout 30m
 func BenchmarkMillionConnections(b *testing.B) {
-	dsn := os.Getenv("CONNGATE_TEST_POSTGRES_DSN")
-	if dsn == "" {
-		b.Skip("no PostgreSQL to run against; run with CONNGATE_TEST_POSTGRES_DSN=postgres://postgres@127.0.0.1:5432/test?sslmode=disable go test ./tests -run '^$' -bench MillionConnections -benchtime 1x -timeout 30m")
-	}
+	dsn := requirePostgres(b, "go test ./tests -run '^$' -bench MillionConnections -benchtime 1x -timeout 30m")
 	const rounds, sequential, concurrent, clients, maxPart = 3, 1000, 4000, 8, 5 * time.Second
 	sizes := []int{10_000, 1_000_000}
 	dir := b.TempDir()

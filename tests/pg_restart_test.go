@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"os"
 	"sync"
 	"testing"
 	"time"
@@ -21,10 +20,7 @@ import (
 // are exactly those of the answered flips), a refused one is a 503, the
 // change stream resumes, and the gateway converges on the final statuses.
 func TestDatabaseConnectionsKilledDuringFlips(t *testing.T) {
-	dsn := os.Getenv("CONNGATE_TEST_POSTGRES_DSN")
-	if dsn == "" {
-		t.Skip("no PostgreSQL to test against; run with CONNGATE_TEST_POSTGRES_DSN=postgres://postgres@127.0.0.1:5432/test?sslmode=disable go test -run DatabaseConnectionsKilled ./tests")
-	}
+	dsn := requirePostgres(t, "go test -run DatabaseConnectionsKilled ./tests")
 	schemaDSN := testSchema(t, dsn)
 	u, _ := url.Parse(schemaDSN)
 	app := "conngate_" + u.Query().Get("search_path")

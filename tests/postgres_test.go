@@ -24,10 +24,7 @@ import (
 // connection disabled through replica A is refused by a gateway whose
 // change stream comes from replica B, and B's API shows the change.
 func TestControlReplicasOnPostgres(t *testing.T) {
-	dsn := os.Getenv("CONNGATE_TEST_POSTGRES_DSN")
-	if dsn == "" {
-		t.Skip("no PostgreSQL to test against; run with CONNGATE_TEST_POSTGRES_DSN=postgres://postgres@127.0.0.1:5432/test?sslmode=disable go test -run Postgres ./tests")
-	}
+	dsn := requirePostgres(t, "go test -run Postgres ./tests")
 	dir := t.TempDir()
 	adminKey, gatewayKey := controltest.RandomKey(), controltest.RandomKey()
 	env := IsolatedEnv(dir, "CONNGATE_ADMIN_KEY="+adminKey, "CONNGATE_GATEWAY_KEY="+gatewayKey,
@@ -97,6 +94,17 @@ func TestControlReplicasOnPostgres(t *testing.T) {
 	if code, body := b.api(t, "GET", "/v1/connections/"+id, ""); code != 200 || body["connection"].(map[string]any)["status"] != "disabled" {
 		t.Fatalf("the connection through replica B: %d %v, want disabled", code, body)
 	}
+}
+
+// requirePostgres returns the test database's DSN, or skips the test (or
+// benchmark) with the command that runs it: goTest, with the DSN set.
+func requirePostgres(t testing.TB, goTest string) string {
+	t.Helper()
+	dsn := os.Getenv("CONNGATE_TEST_POSTGRES_DSN")
+	if dsn == "" {
+		t.Skip("no PostgreSQL to run against; run with CONNGATE_TEST_POSTGRES_DSN=postgres://postgres@127.0.0.1:5432/test?sslmode=disable " + goTest)
+	}
+	return dsn
 }
 
 // testSchema creates a schema for t in the test database, dropped at the

@@ -2,7 +2,6 @@ package tests
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"testing"
 
@@ -20,10 +19,7 @@ import (
 //	CONNGATE_TEST_POSTGRES_DSN=postgres://postgres@127.0.0.1:5432/test?sslmode=disable \
 //		go test ./tests -run '^$' -bench RevocationAcrossReplicas -benchtime 1x
 func BenchmarkRevocationAcrossReplicas(b *testing.B) {
-	dsn := os.Getenv("CONNGATE_TEST_POSTGRES_DSN")
-	if dsn == "" {
-		b.Skip("no PostgreSQL to run against; run with CONNGATE_TEST_POSTGRES_DSN=postgres://postgres@127.0.0.1:5432/test?sslmode=disable go test ./tests -run '^$' -bench RevocationAcrossReplicas -benchtime 1x")
-	}
+	dsn := requirePostgres(b, "go test ./tests -run '^$' -bench RevocationAcrossReplicas -benchtime 1x")
 	const gateways, connections = 3, 200
 	dir := b.TempDir()
 	adminKey, gatewayKey := controltest.RandomKey(), controltest.RandomKey()

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -23,10 +22,7 @@ import (
 // over to B and miss nothing; every gateway ends at the latest revision with
 // every connection's final status; A restarts and catches up.
 func TestScaleOutOnPostgres(t *testing.T) {
-	dsn := os.Getenv("CONNGATE_TEST_POSTGRES_DSN")
-	if dsn == "" {
-		t.Skip("no PostgreSQL to test against; run with CONNGATE_TEST_POSTGRES_DSN=postgres://postgres@127.0.0.1:5432/test?sslmode=disable go test -run ScaleOut ./tests")
-	}
+	dsn := requirePostgres(t, "go test -run ScaleOut ./tests")
 	dir := t.TempDir()
 	adminKey, gatewayKey := controltest.RandomKey(), controltest.RandomKey()
 	env := IsolatedEnv(dir, "CONNGATE_ADMIN_KEY="+adminKey, "CONNGATE_GATEWAY_KEY="+gatewayKey, "CONNGATE_POSTGRES_DSN="+testSchema(t, dsn))

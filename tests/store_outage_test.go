@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"os"
 	"path/filepath"
 	"testing"
 
@@ -16,10 +15,7 @@ import (
 // never a 500), reads too; the database, reached directly, shows nothing
 // changed.
 func TestDatabaseUnreachable(t *testing.T) {
-	dsn := os.Getenv("CONNGATE_TEST_POSTGRES_DSN")
-	if dsn == "" {
-		t.Skip("no PostgreSQL to test against; run with CONNGATE_TEST_POSTGRES_DSN=postgres://postgres@127.0.0.1:5432/test?sslmode=disable go test -run DatabaseUnreachable ./tests")
-	}
+	dsn := requirePostgres(t, "go test -run DatabaseUnreachable ./tests")
 	schemaDSN := testSchema(t, dsn)
 	u, err := url.Parse(schemaDSN)
 	if err != nil {
