@@ -244,19 +244,29 @@ func (c *Control) decideAuthorize(w http.ResponseWriter, r *http.Request) error 
 		return &authError{status: http.StatusForbidden, code: controlapi.OAuthAccessDenied,
 			message: p.id + " may not authorise applications in organisation " + org + "."}
 	}
-	conn, err := c.store.Create(r.Context(), store.NewConnection{Name: req.app.Name, OrgID: org, UserID: p.id, AppID: req.app.ID},
-		store.Actor{ID: p.id, RequestID: requestID(r), Reason: "authorised " + req.app.ID + " through OAuth"})
+	flow := flowKey(p.id, req.app.ID, org, req.SentRedirectURI, req.Challenge, req.State)
+	code, again, err := c.shared.approvals.approve(flow, c.now(), codeLifetime, func() (string, error) {
+		conn, err := c.store.Create(r.Context(), store.NewConnection{Name: req.app.Name, OrgID: org, UserID: p.id, AppID: req.app.ID},
+			store.Actor{ID: p.id, RequestID: requestID(r), Reason: "authorised " + req.app.ID + " through OAuth"})
+		if err != nil {
+			return "", err
+		}
+		code := newOpaqueToken()
+		err = c.store.SaveCode(r.Context(), store.AuthCode{Hash: hashToken(code), AppID: req.app.ID, ConnectionID: conn.ID,
+			RedirectURI: req.SentRedirectURI, Challenge: req.Challenge, Scope: req.Scope, ExpiresAt: c.now().Add(codeLifetime).UTC()})
+		if err != nil {
+			return "", err
+		}
+		c.logger.Info("app authorised", zap.String("client_id", req.app.ID), zap.String("connection_id", conn.ID),
+			zap.String("org_id", org), zap.String("principal", p.id), zap.Uint64("revision", conn.Revision))
+		return code, nil
+	})
 	if err != nil {
 		return err
 	}
-	code := newOpaqueToken()
-	err = c.store.SaveCode(r.Context(), store.AuthCode{Hash: hashToken(code), AppID: req.app.ID, ConnectionID: conn.ID,
-		RedirectURI: req.SentRedirectURI, Challenge: req.Challenge, Scope: req.Scope, ExpiresAt: c.now().Add(codeLifetime).UTC()})
-	if err != nil {
-		return err
+	if again {
+		c.logger.Info("consent submitted again: the same code, no second connection", zap.String("client_id", req.app.ID), zap.String("principal", p.id))
 	}
-	c.logger.Info("app authorised", zap.String("client_id", req.app.ID), zap.String("connection_id", conn.ID),
-		zap.String("org_id", org), zap.String("principal", p.id), zap.Uint64("revision", conn.Revision))
 	http.Redirect(w, r, backToApp(req, url.Values{"code": {code}}), http.StatusSeeOther)
 	return nil
 }

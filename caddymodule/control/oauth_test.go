@@ -478,3 +478,34 @@ func TestOAuthMetadata(t *testing.T) {
 		t.Errorf("%+v", md)
 	}
 }
+
+// The consent form submitted twice (a double click, a browser that resends
+// it) gives the same code and one connection; a new flow of the same app
+// (a new PKCE challenge) gives a new one.
+func TestOAuthConsentSubmittedTwice(t *testing.T) {
+	f := newOAuthFixture(t)
+	verifier := oauth2.GenerateVerifier()
+	authURL := f.public.AuthCodeURL("st", oauth2.S256ChallengeOption(verifier))
+	b, consent := controltest.Consent(t, f.s.URL, authURL, f.keys["developer"])
+	first := controltest.Decide(t, b, f.s.URL, consent, "approve", "org-1").Query().Get("code")
+	second := controltest.Decide(t, b, f.s.URL, consent, "approve", "org-1").Query().Get("code")
+	if first == "" || first != second {
+		t.Fatalf("codes %q and %q, want one code for one flow", first, second)
+	}
+	connections := func() int {
+		var page controlapi.ConnectionPage
+		f.s.Do(t, f.s.AdminKey, http.MethodGet, controlapi.PathConnections+"?app_id="+f.public.ClientID, nil, &page)
+		return len(page.Connections)
+	}
+	if n := connections(); n != 1 {
+		t.Fatalf("%d connections after the form was submitted twice, want 1", n)
+	}
+	tok, err := f.public.Exchange(t.Context(), first, oauth2.VerifierOption(verifier))
+	if err != nil || tok.AccessToken == "" {
+		t.Fatalf("exchanging the code: %v", err)
+	}
+	f.authorize(t, f.public, "developer") // a new flow: a new connection
+	if n := connections(); n != 2 {
+		t.Errorf("%d connections after a second flow, want 2", n)
+	}
+}

@@ -29,6 +29,8 @@ type sharedState struct {
 	peoplePace  pacer
 	// storeOutageLogged is when a store outage was last logged (unix ns).
 	storeOutageLogged atomic.Int64
+	// approvals makes a consent form submitted twice give one connection.
+	approvals approvals
 }
 
 // peopleWriting is how many people's streams may write at once, and

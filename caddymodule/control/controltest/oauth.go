@@ -71,6 +71,14 @@ func readPage(t testing.TB, resp *http.Response) Page {
 // sent back to (the app's redirect URI with code and state, or an error).
 func Authorize(t testing.TB, base, authURL, key, decision, org string) *url.URL {
 	t.Helper()
+	b, form := Consent(t, base, authURL, key)
+	return Decide(t, b, base, form, decision, org)
+}
+
+// Consent signs in with key in a fresh browser and returns it with the
+// consent page's form.
+func Consent(t testing.TB, base, authURL, key string) (*http.Client, url.Values) {
+	t.Helper()
 	b := Browser(t)
 	signin := Get(t, b, authURL)
 	if signin.Status != http.StatusOK || signin.Form.Get("csrf") == "" {
@@ -86,7 +94,17 @@ func Authorize(t testing.TB, base, authURL, key, decision, org string) *url.URL 
 	if consent.Status != http.StatusOK {
 		t.Fatalf("consent page: %d\n%s", consent.Status, consent.Body)
 	}
-	form = consent.Form
+	return b, consent.Form
+}
+
+// Decide submits the consent form (a copy of it) with decision for org and
+// returns the URL the person is sent back to.
+func Decide(t testing.TB, b *http.Client, base string, consent url.Values, decision, org string) *url.URL {
+	t.Helper()
+	form := url.Values{}
+	for k, v := range consent {
+		form[k] = v
+	}
 	form.Set("action", decision)
 	form.Set("org_id", org)
 	decided := Post(t, b, base, form)
