@@ -59,6 +59,7 @@ type controlProxy struct {
 	answered   atomic.Int32 // lookups whose answer the control endpoint has given
 	lookupHold hold         // while engaged, status answers are kept from the gate
 	stall      hold         // while engaged, no byte of the change stream gets through
+	acks       atomic.Int32 // acknowledgements passed on
 }
 
 func newControlProxy(t *testing.T, target string) *controlProxy {
@@ -75,6 +76,9 @@ func newControlProxy(t *testing.T, target string) *controlProxy {
 	}
 	p.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !strings.HasSuffix(r.URL.Path, "/status") {
+			if strings.HasSuffix(r.URL.Path, "/ack") {
+				p.acks.Add(1)
+			}
 			rp.ServeHTTP(w, r)
 			return
 		}

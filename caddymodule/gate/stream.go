@@ -274,10 +274,23 @@ func (s *statusSource) startAcker(ctx context.Context, base, ackKey string) *ack
 				continue
 			}
 			sent = rev
+			// Acknowledgements are spaced ackGap apart: at a high change
+			// rate one per change would cost the gateway and the control
+			// endpoint more than the changes; revisions that arrive
+			// meanwhile are acknowledged together by the next one.
+			select {
+			case <-time.After(ackGap):
+			case <-ctx.Done():
+				return
+			}
 		}
 	}()
 	return a
 }
+
+// ackGap is the least time between two acknowledgements of one stream: it
+// adds at most this to a ?wait=applied answer.
+const ackGap = 5 * time.Millisecond
 
 func (a *acker) offer(rev uint64) {
 	a.latest.Store(rev)

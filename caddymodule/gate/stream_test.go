@@ -6,12 +6,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/conngate/conngate/caddymodule/control/controltest"
+	"github.com/conngate/conngate/caddymodule/controlapi"
 	"github.com/conngate/conngate/store"
 	"github.com/conngate/conngate/store/boltstore"
 )
@@ -327,4 +329,40 @@ func TestResumeIntoARestoredStoreResets(t *testing.T) {
 	restart()
 	waitConnected(t, g)
 	expectStatus(t, g, c.AccessToken, 401, "connection_disabled")
+}
+
+// Acknowledgements are spaced ackGap apart, however fast changes come, and
+// the last revision is still acknowledged: a burst of changes costs the
+// control endpoint a few acknowledgements, not one per change.
+func TestAcknowledgementsAreSpaced(t *testing.T) {
+	s := controltest.Start(t, controltest.Options{})
+	proxy := newControlProxy(t, s.URL)
+	g := newGate(t, s, func(g *Gate) { g.ControlURL = proxy.URL })
+	c := s.Create(t, "org-1").Connection
+	before := proxy.acks.Load()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 25 {
+				s.Act(t, c.ID, []store.Action{store.ActionDisable, store.ActionEnable}[(w+i)%2])
+			}
+		}()
+	}
+	wg.Wait()
+	var list controlapi.GatewayList
+	eventually(t, within, "the gateway acknowledged the latest revision", func() bool {
+		s.Do(t, s.AdminKey, "GET", "/v1/gateways", nil, &list)
+		return len(list.Gateways) == 1 && list.Gateways[0].AppliedRevision == list.Revision
+	})
+	took := time.Since(start)
+	acks := proxy.acks.Load() - before
+	const spacing = 5 * time.Millisecond // ackGap, as the test's own figure
+	if limit := int32(took/spacing) + 2; acks > limit {
+		t.Errorf("%d acknowledgements in %s, more than one per %s (%d)", acks, took, spacing, limit)
+	}
+	t.Logf("%d changes, %d acknowledgements in %s", list.Revision-c.Revision, acks, took.Round(time.Millisecond))
+	_ = g
 }
