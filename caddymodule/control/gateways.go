@@ -281,6 +281,7 @@ type member struct {
 	connectedAt time.Time
 	lastAckAt   time.Time
 	lastSeen    time.Time
+	goneAt      time.Time // as instanceState's; zero for one known only from the store
 }
 
 // remoteFresh is how recently another replica must have saved a process as
@@ -294,7 +295,8 @@ func (g *gatewayRegistry) members(now time.Time, saved []store.GatewaySeen) map[
 	g.forgetOld(now)
 	out := make(map[instanceKey]*member, len(g.instances))
 	for k, st := range g.instances {
-		m := &member{instanceKey: k, applied: st.applied, streams: st.streams, connectedAt: st.connectedAt, lastAckAt: st.lastAckAt, lastSeen: st.lastSeen}
+		m := &member{instanceKey: k, applied: st.applied, streams: st.streams, connectedAt: st.connectedAt, lastAckAt: st.lastAckAt,
+			lastSeen: st.lastSeen, goneAt: st.goneAt}
 		switch {
 		case st.streams > 0:
 			m.state, m.lastSeen = connectedHere, now
@@ -369,7 +371,7 @@ func (g *gatewayRegistry) waitApplied(ctx context.Context, revision uint64) (tot
 				waitFor, poll = true, true
 			case reconnecting:
 				waitFor, poll = true, true // it may come back on another replica
-				if left := reconnectGrace - now.Sub(g.instances[m.instanceKey].goneAt); recheck == 0 || left < recheck {
+				if left := reconnectGrace - now.Sub(m.goneAt); recheck == 0 || left < recheck {
 					recheck = left
 				}
 			}
