@@ -30,26 +30,7 @@ func TestControlReplicasOnPostgres(t *testing.T) {
 	env := IsolatedEnv(dir, "CONNGATE_ADMIN_KEY="+adminKey, "CONNGATE_GATEWAY_KEY="+gatewayKey,
 		"CONNGATE_POSTGRES_DSN="+testSchema(t, dsn))
 
-	var replicas []string
-	for _, name := range []string{"a", "b"} {
-		port := freePort(t)
-		control := fmt.Sprintf("http://127.0.0.1:%d", port)
-		site := filepath.Join(dir, "control-"+name)
-		writeSite(t, site, fmt.Sprintf(`{
-	admin off
-}
-:%d {
-	bind 127.0.0.1
-	connection_control {
-		store postgres {env.CONNGATE_POSTGRES_DSN}
-		api_key admin {env.CONNGATE_ADMIN_KEY}
-		api_key gateway {env.CONNGATE_GATEWAY_KEY}
-	}
-}
-`, port))
-		startCaddy(t, site, env, control+"/.well-known/jwks.json")
-		replicas = append(replicas, control)
-	}
+	replicas := []string{startReplica(t, dir, "a", env).url, startReplica(t, dir, "b", env).url}
 	if a, b := fetch(t, replicas[0]+"/.well-known/jwks.json"), fetch(t, replicas[1]+"/.well-known/jwks.json"); a != b {
 		t.Fatalf("the replicas publish different key sets:\n%s\n%s", a, b)
 	}
@@ -94,6 +75,35 @@ func TestControlReplicasOnPostgres(t *testing.T) {
 	if code, body := b.api(t, "GET", "/v1/connections/"+id, ""); code != 200 || body["connection"].(map[string]any)["status"] != "disabled" {
 		t.Fatalf("the connection through replica B: %d %v, want disabled", code, body)
 	}
+}
+
+// replica is one control replica of the real binary on the test's
+// PostgreSQL schema.
+type replica struct {
+	url, site string
+	proc      *caddyProcess
+}
+
+// startReplica writes a control replica's site in dir/control-<name>, its
+// store the schema of CONNGATE_POSTGRES_DSN in env, and starts it.
+func startReplica(t testing.TB, dir, name string, env []string) replica {
+	t.Helper()
+	port := freePort(t)
+	r := replica{url: fmt.Sprintf("http://127.0.0.1:%d", port), site: filepath.Join(dir, "control-"+name)}
+	writeSite(t, r.site, fmt.Sprintf(`{
+	admin off
+}
+:%d {
+	bind 127.0.0.1
+	connection_control {
+		store postgres {env.CONNGATE_POSTGRES_DSN}
+		api_key admin {env.CONNGATE_ADMIN_KEY}
+		api_key gateway {env.CONNGATE_GATEWAY_KEY}
+	}
+}
+`, port))
+	r.proc = startCaddy(t, r.site, env, r.url+"/.well-known/jwks.json")
+	return r
 }
 
 // requirePostgres returns the test database's DSN, or skips the test (or

@@ -26,26 +26,7 @@ func BenchmarkRevocationAcrossReplicas(b *testing.B) {
 	env := IsolatedEnv(dir, "CONNGATE_ADMIN_KEY="+adminKey, "CONNGATE_GATEWAY_KEY="+gatewayKey,
 		"CONNGATE_POSTGRES_DSN="+testSchema(b, dsn))
 
-	var replicas []string
-	for _, name := range []string{"a", "b"} {
-		port := freePort(b)
-		control := fmt.Sprintf("http://127.0.0.1:%d", port)
-		site := filepath.Join(dir, "control-"+name)
-		writeSite(b, site, fmt.Sprintf(`{
-	admin off
-}
-:%d {
-	bind 127.0.0.1
-	connection_control {
-		store postgres {env.CONNGATE_POSTGRES_DSN}
-		api_key admin {env.CONNGATE_ADMIN_KEY}
-		api_key gateway {env.CONNGATE_GATEWAY_KEY}
-	}
-}
-`, port))
-		startCaddy(b, site, env, control+"/.well-known/jwks.json")
-		replicas = append(replicas, control)
-	}
+	replicas := []string{startReplica(b, dir, "a", env).url, startReplica(b, dir, "b", env).url}
 	a, bReplica := replicas[0], replicas[1]
 
 	var gws []string

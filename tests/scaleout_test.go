@@ -27,27 +27,8 @@ func TestScaleOutOnPostgres(t *testing.T) {
 	adminKey, gatewayKey := controltest.RandomKey(), controltest.RandomKey()
 	env := IsolatedEnv(dir, "CONNGATE_ADMIN_KEY="+adminKey, "CONNGATE_GATEWAY_KEY="+gatewayKey, "CONNGATE_POSTGRES_DSN="+testSchema(t, dsn))
 
-	replicaSite := func(name string, port int) string {
-		site := filepath.Join(dir, "control-"+name)
-		writeSite(t, site, fmt.Sprintf(`{
-	admin off
-}
-:%d {
-	bind 127.0.0.1
-	connection_control {
-		store postgres {env.CONNGATE_POSTGRES_DSN}
-		api_key admin {env.CONNGATE_ADMIN_KEY}
-		api_key gateway {env.CONNGATE_GATEWAY_KEY}
-	}
-}
-`, port))
-		return site
-	}
-	portA, portB := freePort(t), freePort(t)
-	urlA, urlB := fmt.Sprintf("http://127.0.0.1:%d", portA), fmt.Sprintf("http://127.0.0.1:%d", portB)
-	siteA, siteB := replicaSite("a", portA), replicaSite("b", portB)
-	procA := startCaddy(t, siteA, env, urlA+"/.well-known/jwks.json")
-	startCaddy(t, siteB, env, urlB+"/.well-known/jwks.json")
+	replicaA, replicaB := startReplica(t, dir, "a", env), startReplica(t, dir, "b", env)
+	urlA, urlB := replicaA.url, replicaB.url
 	a, b := &demo{control: urlA, adminKey: adminKey}, &demo{control: urlB, adminKey: adminKey}
 
 	type gateway struct{ url, admin string }
@@ -113,8 +94,8 @@ func TestScaleOutOnPostgres(t *testing.T) {
 				action := []string{"disable", "enable"}[r.IntN(2)]
 				mu.Lock()
 				if w == 0 && i == 15 && !killed {
-					procA.cmd.Process.Kill() // SIGKILL: no goodbye to anyone
-					procA.cmd.Wait()
+					replicaA.proc.cmd.Process.Kill() // SIGKILL: no goodbye to anyone
+					replicaA.proc.cmd.Wait()
 					killed = true
 				}
 				api := []*demo{a, b}[(w+i)%2]
@@ -160,7 +141,7 @@ func TestScaleOutOnPostgres(t *testing.T) {
 	}
 
 	// A comes back and serves what B wrote meanwhile.
-	startCaddy(t, siteA, env, urlA+"/.well-known/jwks.json")
+	startCaddy(t, replicaA.site, env, urlA+"/.well-known/jwks.json")
 	for _, c := range conns {
 		if code, body := a.api(t, "GET", "/v1/connections/"+c.id, ""); code != 200 || body["connection"].(map[string]any)["status"] != final[c.id] {
 			t.Errorf("restarted A on %s: %d %v, want %s", c.id, code, body, final[c.id])
