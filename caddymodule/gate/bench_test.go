@@ -3,14 +3,17 @@ package gate
 import (
 	"context"
 	"fmt"
+	"math/rand"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
+	"strconv"
 	"testing"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/dgraph-io/ristretto/v2"
 	"github.com/golang-jwt/jwt/v5"
 	"go.uber.org/zap"
 
@@ -134,6 +137,15 @@ func BenchmarkCacheMemory(b *testing.B) {
 			}
 		})
 	}
+	b.Run("defaults,empty", func(b *testing.B) {
+		for b.Loop() {
+			before := liveHeap()
+			base, tokens, src := heapWithCaches(b, DefaultTokenCacheBytes, DefaultCacheSize)
+			b.ReportMetric(float64(base-before)/(1<<20), "MiB")
+			tokens.close()
+			src.Destruct()
+		}
+	})
 	b.Run("defaults,1M-statuses,100k-tokens", func(b *testing.B) {
 		for b.Loop() {
 			before := liveHeap()
@@ -209,5 +221,46 @@ func fillCaches(b *testing.B, tokens *tokenVerifier, src *statusSource, nTokens,
 	}
 	if missing > (nTokens+nStatuses)/100 {
 		b.Fatalf("%d of %d entries not cached: the caches are too small for the test", missing, nTokens+nStatuses)
+	}
+}
+
+// BenchmarkStatusCacheHitRatio is the hit ratio of a full status cache
+// (100,000 statuses) under Zipf-distributed lookups over 2,000,000
+// connections, with ristretto's admission counters at several multiples of
+// the cache's size: what cacheCounters trades against memory.
+//
+//	go test -run '^$' -bench StatusCacheHitRatio -benchtime 1x ./caddymodule/gate/
+func BenchmarkStatusCacheHitRatio(b *testing.B) {
+	const size, connections, warm, measured = 100_000, 2_000_000, 1_000_000, 2_000_000
+	for _, skew := range []float64{1.01, 1.2} {
+		for _, perEntry := range []int64{10, countersPerEntry, 2, 1} {
+			b.Run(fmt.Sprintf("zipf=%.2f,counters=%dx", skew, perEntry), func(b *testing.B) {
+				for b.Loop() {
+					cache, err := ristretto.NewCache(&ristretto.Config[string, statusEntry]{
+						NumCounters: size * perEntry, MaxCost: size, BufferItems: 64, IgnoreInternalCost: true,
+					})
+					if err != nil {
+						b.Fatal(err)
+					}
+					zipf := rand.NewZipf(rand.New(rand.NewSource(1)), skew, 1, connections-1)
+					hits := 0
+					for i := range warm + measured {
+						id := strconv.FormatUint(zipf.Uint64(), 10)
+						if _, ok := cache.Get(id); ok {
+							if i >= warm {
+								hits++
+							}
+						} else {
+							cache.Set(id, statusEntry{id: id}, 1)
+						}
+						if i%1000 == 0 {
+							cache.Wait()
+						}
+					}
+					cache.Close()
+					b.ReportMetric(float64(hits)/measured, "hit-ratio")
+				}
+			})
+		}
 	}
 }

@@ -130,7 +130,7 @@ func loadSource(cfg sourceConfig, logger *zap.Logger, m *metrics) (*statusSource
 // client's endpoints in logs and metrics. Its change stream opens on start.
 func newStatusSource(cfg sourceConfig, client *controlClient, logger *zap.Logger, m *metrics) (*statusSource, error) {
 	cache, err := ristretto.NewCache(&ristretto.Config[string, statusEntry]{
-		NumCounters:        int64(cfg.cacheSize) * 10,
+		NumCounters:        cacheCounters(int64(cfg.cacheSize)),
 		MaxCost:            int64(cfg.cacheSize),
 		BufferItems:        64,
 		IgnoreInternalCost: true,

@@ -105,7 +105,7 @@ func newTokenVerifier(keys *keySources, cfg verifierConfig) (*tokenVerifier, err
 		opts = append(opts, jwt.WithAudience(cfg.audiences...))
 	}
 	cache, err := ristretto.NewCache(&ristretto.Config[uint64, *verified]{
-		NumCounters:        max(cfg.cacheBytes/tokenEntryCost*10, 1000), // about 10x the tokens that fit
+		NumCounters:        cacheCounters(cfg.cacheBytes / tokenEntryCost),
 		MaxCost:            cfg.cacheBytes,
 		BufferItems:        64,
 		IgnoreInternalCost: true,
