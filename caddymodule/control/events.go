@@ -113,7 +113,7 @@ func (c *Control) streamEvents(w http.ResponseWriter, r *http.Request) error {
 	defer release()
 
 	ctx := r.Context()
-	pos, err := c.startingPosition(ctx, from)
+	pos, err := c.startingPosition(ctx, from, gatewayID != "")
 	if err != nil {
 		return err
 	}
@@ -135,9 +135,9 @@ func (c *Control) streamEvents(w http.ResponseWriter, r *http.Request) error {
 	// stream, and the client reconnects and resumes.
 	rc := http.NewResponseController(w)
 	s := &eventStream{c: c, who: who, sub: sub, out: controlapi.NewEventWriter(w), flush: rc.Flush, writeDeadline: rc.SetWriteDeadline, pos: pos.position}
-	if pos.diverged {
-		c.logger.Warn("change stream resumed from a position of another history (a store restored from a backup, or another store); sending reset",
-			zap.String("from", from.id()), zap.String("gateway_id", gatewayID))
+	if pos.diverged != "" {
+		c.logger.Warn("change stream cannot resume from the position given; sending reset",
+			zap.String("from", from.id()), zap.String("because", pos.diverged), zap.String("gateway_id", gatewayID))
 		if s.reset(ctx) != nil {
 			return nil
 		}
@@ -155,18 +155,29 @@ type position struct {
 
 func (p position) id() string { return controlapi.EventID(p.revision, p.fingerprint) }
 
-// startPosition is where a stream starts, and whether the asked position
-// belongs to another history.
+// startPosition is where a stream starts, and, when the asked position
+// cannot be resumed from (the stream sends reset), why.
 type startPosition struct {
 	position
-	diverged bool
+	diverged string
 }
 
 // startingPosition checks the position a client resumes from against the
-// store's history: the change at its revision must have its fingerprint. A
-// bare revision (typed by a person) is taken on trust; no position means
-// "from now".
-func (c *Control) startingPosition(ctx context.Context, from resumeFrom) (startPosition, error) {
+// store's history: the change at its revision must have its fingerprint;
+// no position means "from now".
+//
+// A bare revision (no fingerprint: typed by a person as ?since=42) names
+// no history. A person's stream resumes from it if the store has reached
+// it: within this history it is taken on trust, and a page that replays a
+// few changes of another history does no harm. One above the store's
+// revision is a client of another history (a store restored from a
+// backup), and gets a reset, never a resume that would wait for the store
+// to reach it and then skip what the client missed. A gateway's stream
+// always gets a reset: a gateway resumes only from positions it was sent,
+// which carry their fingerprint, and its cache must not be kept on trust.
+// (Revision 0, the empty store's, has no fingerprint: it is a whole
+// position.)
+func (c *Control) startingPosition(ctx context.Context, from resumeFrom, gateway bool) (startPosition, error) {
 	if !from.given {
 		rev, err := c.store.Revision(ctx)
 		if err != nil {
@@ -178,7 +189,17 @@ func (c *Control) startingPosition(ctx context.Context, from resumeFrom) (startP
 		}
 		return startPosition{position: position{rev, fp}}, nil
 	}
-	if from.fingerprint == "" {
+	if from.fingerprint == "" && from.revision > 0 {
+		if gateway {
+			return startPosition{position: from.position, diverged: "a gateway's position without a fingerprint"}, nil
+		}
+		latest, err := c.store.Revision(ctx)
+		if err != nil {
+			return startPosition{}, err
+		}
+		if from.revision > latest {
+			return startPosition{position: from.position, diverged: "a revision the store has not reached (another history)"}, nil
+		}
 		return startPosition{position: from.position}, nil
 	}
 	fp, err := c.fingerprintAt(ctx, from.revision)
@@ -186,11 +207,13 @@ func (c *Control) startingPosition(ctx context.Context, from resumeFrom) (startP
 	case errors.Is(err, store.ErrReplayUnavailable):
 		// No longer kept, or from the future: either way the client must
 		// start over (the stream resets).
-		return startPosition{position: from.position, diverged: true}, nil
+		return startPosition{position: from.position, diverged: "a revision the change log does not hold (dropped, or not reached)"}, nil
 	case err != nil:
 		return startPosition{}, err
+	case fp != from.fingerprint:
+		return startPosition{position: from.position, diverged: "the change at its revision has another fingerprint (another history)"}, nil
 	}
-	return startPosition{position: from.position, diverged: fp != from.fingerprint}, nil
+	return startPosition{position: from.position}, nil
 }
 
 // fingerprintAt returns the fingerprint of the change at revision, or

@@ -218,6 +218,80 @@ func TestEventsResumeIntoAnotherHistory(t *testing.T) {
 	}
 }
 
+// A bare revision names no history. A person's stream resumes from one the
+// store has reached; a gateway's stream never does (a gateway resumes only
+// from positions it was sent, with their fingerprint), and no stream
+// resumes from one the store has not reached (a client of another history).
+func TestEventsBarePosition(t *testing.T) {
+	s := controltest.Start(t, controltest.Options{})
+	c := s.Create(t, "org-1").Connection // rev 1
+	s.Act(t, c.ID, store.ActionDisable)  // rev 2
+	s.Act(t, c.ID, store.ActionEnable)   // rev 3
+	const gateway = "?gateway_id=gw-1&instance=a"
+
+	tests := []struct {
+		name   string
+		query  string
+		header http.Header
+		reset  bool   // the stream starts with a reset (at 3)
+		from   uint64 // else: the first change replayed (0: none, the sync at 3)
+	}{
+		{"a person's bare revision of this history resumes", "?since=2", nil, false, 3},
+		{"a person's bare latest revision resumes", "?since=3", nil, false, 0},
+		{"a person's bare revision ahead of the store resets", "?since=4", nil, true, 0},
+		{"a person's bare Last-Event-ID ahead of the store resets", "", http.Header{"Last-Event-Id": {"9"}}, true, 0},
+		{"a gateway's bare revision resets", gateway + "&since=2", nil, true, 0},
+		{"a gateway's bare latest revision resets", gateway + "&since=3", nil, true, 0},
+		{"a gateway's bare Last-Event-ID resets", gateway, http.Header{"Last-Event-Id": {"2"}}, true, 0},
+		{"a gateway's full position resumes", gateway, http.Header{"Last-Event-Id": {positionAt(t, s, 2)}}, false, 3},
+		{"a gateway resumes from revision 0, the empty store's whole position", gateway + "&since=0", nil, false, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			es := s.Events(t, s.GatewayKey, tt.query, tt.header)
+			if tt.reset {
+				expectEvent(t, es, "reset", 3)
+			}
+			for rev := tt.from; rev > 0 && rev <= 3; rev++ {
+				if got := change(t, es.Next(t, wait, false)); got.Revision != rev {
+					t.Fatalf("replayed %d, want %d", got.Revision, rev)
+				}
+			}
+			expectSync(t, es, 3)
+		})
+	}
+}
+
+// A person's bare revision is checked against the store when the stream
+// opens, not when it first reads: a stream of a client ahead of the store
+// (another history) that reads only after the store has caught up must
+// reset, not resume silently past the changes it never saw.
+func TestEventsBareRevisionAheadCheckedAtOpen(t *testing.T) {
+	s := controltest.Start(t, controltest.Options{})
+	c := s.Create(t, "org-1").Connection // rev 1
+	s.Act(t, c.ID, store.ActionDisable)  // rev 2
+
+	release := control.HoldPeopleTurnsForTest(s.Control)
+	opened := make(chan *controltest.EventStream, 1)
+	go func() { opened <- s.Events(t, s.AdminKey, "?since=4", nil) }()
+	eventually(t, "the stream waits for its turn", func() bool { return control.StreamsWaitingForTurnForTest() == 1 })
+	s.Act(t, c.ID, store.ActionEnable)  // rev 3
+	s.Act(t, c.ID, store.ActionDisable) // rev 4
+	s.Act(t, c.ID, store.ActionEnable)  // rev 5
+	release()
+
+	// The reset is at the store's revision when the stream opened; what
+	// came after is sent as it is.
+	es := <-opened
+	expectEvent(t, es, "reset", 2)
+	for rev := uint64(3); rev <= 5; rev++ {
+		if got := change(t, es.Next(t, wait, false)); got.Revision != rev {
+			t.Fatalf("after the reset: %d, want %d", got.Revision, rev)
+		}
+	}
+	expectSync(t, es, 5)
+}
+
 type fakeGateway = controltest.Gateway
 
 func subscribeGateway(t *testing.T, s *controltest.Server, id string) *fakeGateway {

@@ -61,8 +61,9 @@ func EventID(revision uint64, fingerprint string) string {
 }
 
 // ParseEventID reads an id written by EventID. A bare revision (typed by a
-// person as ?since=) parses with an empty fingerprint: it is resumed from
-// without checking the history.
+// person as ?since=) parses with an empty fingerprint: the control endpoint
+// resumes a person's stream from it if the store has reached it, and resets
+// a gateway's.
 func ParseEventID(id string) (revision uint64, fingerprint string, err error) {
 	rev, fp, _ := strings.Cut(id, "-")
 	revision, err = strconv.ParseUint(rev, 10, 64)
