@@ -29,3 +29,17 @@ type GatewayStore interface {
 	// instance order.
 	Gateways(ctx context.Context, since time.Time) ([]GatewaySeen, error)
 }
+
+// GatewayWatcher is implemented by a GatewayStore that several control
+// replicas share and that can tell them when another replica saved: a
+// replica waiting for a gateway process connected to another one (whose
+// acknowledgements reach the store, not this replica) re-reads Gateways
+// when woken, instead of polling. Without it, a waiter polls slowly.
+type GatewayWatcher interface {
+	// GatewaysSaved returns a channel closed the next time another replica
+	// saves or forgets gateways (SaveGateways with some gateways,
+	// ForgetGateway), or when such a save may have been missed (the store's
+	// notifications were interrupted). Take it before reading Gateways, so
+	// that a save in between still wakes the caller.
+	GatewaysSaved() <-chan struct{}
+}

@@ -50,7 +50,10 @@ type gatewayRegistry struct {
 	// a gateway comes or goes: waiters re-check then.
 	updated chan struct{}
 
-	store     store.GatewayStore
+	store store.GatewayStore
+	// remote, when the store has one, wakes waiters when another replica
+	// saved gateways (nil: they poll every remotePoll).
+	remote    store.GatewayWatcher
 	retention atomic.Int64 // nanoseconds; the config provisioned last sets it
 	now       func() time.Time
 	logger    *zap.Logger
@@ -104,6 +107,7 @@ func newGatewayRegistry(st store.GatewayStore, logger *zap.Logger) *gatewayRegis
 		stopped:   make(chan struct{}),
 		flushSoon: make(chan struct{}, 1),
 	}
+	g.remote, _ = st.(store.GatewayWatcher)
 	g.retention.Store(int64(DefaultGatewayRetention))
 	return g
 }
@@ -338,8 +342,10 @@ func (g *gatewayRegistry) saved(ctx context.Context) []store.GatewaySeen {
 
 // remotePoll is how often ?wait=applied reads the store while it waits for
 // a process connected to another replica (whose acknowledgements reach the
-// store, not this replica).
-const remotePoll = 25 * time.Millisecond
+// store, not this replica), besides when the store tells it another replica
+// saved (store.GatewayWatcher: PostgreSQL's NOTIFY). The poll only backs up
+// the wake-ups, and sees a process connected elsewhere go stale.
+const remotePoll = time.Second
 
 // waitApplied waits until every gateway process that is connected (to this
 // replica or, as saved in the store, to another), or went away less than
@@ -349,6 +355,10 @@ const remotePoll = 25 * time.Millisecond
 // never silently done.
 func (g *gatewayRegistry) waitApplied(ctx context.Context, revision uint64) (total int, pending []string) {
 	for {
+		var savedThere <-chan struct{} // nil (never) without a watcher
+		if g.remote != nil {
+			savedThere = g.remote.GatewaysSaved() // before reading: a save meanwhile still wakes us
+		}
 		saved := g.saved(ctx)
 		g.mu.Lock()
 		now := g.now()
@@ -389,8 +399,12 @@ func (g *gatewayRegistry) waitApplied(ctx context.Context, revision uint64) (tot
 			timer = time.NewTimer(recheck)
 			timeout = timer.C
 		}
+		if !poll {
+			savedThere = nil // only those connected here are waited for: their acks come here
+		}
 		select {
 		case <-updated:
+		case <-savedThere:
 		case <-timeout:
 		case <-ctx.Done():
 		}

@@ -2,11 +2,13 @@ package pgstore
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -118,9 +120,41 @@ func (w *watchers) resync(rev uint64) {
 	w.changed = make(chan struct{})
 }
 
-// notifyChannel names the NOTIFY channel of a schema's changes, so that
-// stores in other schemas of the database are not woken by them. A channel
-// name is at most 63 bytes; a longer schema name is hashed.
+// signal is a wake-up for whoever waits on it: a channel closed and
+// replaced at each wake.
+type signal struct {
+	mu sync.Mutex
+	ch chan struct{} // nil until someone waits
+}
+
+func (s *signal) wait() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ch == nil {
+		s.ch = make(chan struct{})
+	}
+	return s.ch
+}
+
+func (s *signal) wake() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ch != nil {
+		close(s.ch)
+		s.ch = nil
+	}
+}
+
+// gatewaysSavedPrefix begins the payload of a notification that a replica
+// saved gateways (SaveGateways, ForgetGateway); the saving store's id
+// follows, so that it does not wake its own waiters. A change's payload is
+// its revision: the two never mix up, and a store that knows only changes
+// ignores the gateways'.
+const gatewaysSavedPrefix = "gateways:"
+
+// notifyChannel names the NOTIFY channel of a schema's changes (and saves of
+// gateways), so that stores in other schemas of the database are not woken
+// by them. A channel name is at most 63 bytes; a longer schema name is hashed.
 func notifyChannel(schema string) string {
 	name := "conngate_changes." + schema
 	if len(name) > 63 {
@@ -138,20 +172,29 @@ const (
 )
 
 // listener holds one connection (outside the pool) in LISTEN on the
-// store's channel, and wakes the watchers at each notification. A
-// notification is only a wake-up: one sent while the connection was down is
-// lost, so after every reconnection every watcher is woken to read the
-// change log, which misses nothing.
+// store's channel, and wakes the watchers at each notification: of changes,
+// and of gateways other replicas saved. A notification is only a wake-up:
+// one sent while the connection was down is lost, so after every
+// reconnection every watcher is woken to read the change log (or the
+// gateways), which misses nothing.
 type listener struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 	pid    atomic.Uint32 // the listening backend's process id; 0 while not listening
+
+	// self tells this store's notifications of saved gateways from other
+	// replicas'; gatewaysSaved wakes at other replicas' (GatewaysSaved).
+	self          string
+	gatewaysSaved signal
 }
 
 // start listens on a first connection before it returns, so that a store
 // that opens is woken by every change committed after Open, and an
 // unreachable database fails Open.
 func (l *listener) start(ctx context.Context, s *Store, cfg *pgx.ConnConfig, logger *zap.Logger) error {
+	id := make([]byte, 8)
+	rand.Read(id) // never fails
+	l.self = hex.EncodeToString(id)
 	conn, err := l.connect(ctx, s, cfg)
 	if err != nil {
 		return fmt.Errorf("listening for changes: %w", err)
@@ -213,6 +256,7 @@ func (l *listener) connect(ctx context.Context, s *Store, cfg *pgx.ConnConfig) (
 		return nil, err
 	}
 	s.watch.resync(rev)
+	l.gatewaysSaved.wake()
 	l.pid.Store(conn.PgConn().PID())
 	return conn, nil
 }
@@ -228,6 +272,12 @@ func (l *listener) listen(ctx context.Context, s *Store, conn *pgx.Conn) error {
 		n, err := conn.WaitForNotification(ctx)
 		if err != nil {
 			return err
+		}
+		if from, ok := strings.CutPrefix(n.Payload, gatewaysSavedPrefix); ok {
+			if from != l.self {
+				l.gatewaysSaved.wake()
+			}
+			continue
 		}
 		rev, err := strconv.ParseUint(n.Payload, 10, 64)
 		if err != nil {

@@ -10,17 +10,29 @@ import (
 	"github.com/conngate/conngate/store"
 )
 
+var _ store.GatewayWatcher = (*Store)(nil)
+
 // SaveGateways implements store.Store, in one transaction. SeenAt is kept
-// to the microsecond.
+// to the microsecond. A save of some gateways wakes the other replicas'
+// GatewaysSaved at its commit.
 func (s *Store) SaveGateways(ctx context.Context, seen []store.GatewaySeen, forgetBefore time.Time) error {
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		b := &pgx.Batch{}
+		// What is saved here is soft: re-saved every couple of seconds
+		// while a process is connected, and an acknowledgement lost in a
+		// crash of the database only makes its process count as behind
+		// until it acknowledges again. Not waiting for the WAL flush takes
+		// a disk write off the path of every cross-replica ?wait=applied.
+		b.Queue("SET LOCAL synchronous_commit TO off")
 		for _, g := range seen {
 			b.Queue(`INSERT INTO gateways (gateway_id, instance, applied_revision, seen_at) VALUES ($1, $2, $3, $4)
 				ON CONFLICT (gateway_id, instance) DO UPDATE SET applied_revision = excluded.applied_revision, seen_at = excluded.seen_at`,
 				g.GatewayID, g.Instance, g.AppliedRevision, g.SeenAt)
 		}
 		b.Queue("DELETE FROM gateways WHERE seen_at < $1", forgetBefore)
+		if len(seen) > 0 {
+			s.queueGatewaysSaved(b)
+		}
 		return tx.SendBatch(ctx, b).Close()
 	})
 	if err != nil {
@@ -29,13 +41,30 @@ func (s *Store) SaveGateways(ctx context.Context, seen []store.GatewaySeen, forg
 	return nil
 }
 
-// ForgetGateway implements store.Store.
+// ForgetGateway implements store.Store. It wakes the other replicas'
+// GatewaysSaved: one may be waiting for the process that left.
 func (s *Store) ForgetGateway(ctx context.Context, gatewayID, instance string) error {
-	if _, err := s.pool.Exec(ctx, "DELETE FROM gateways WHERE gateway_id = $1 AND instance = $2", gatewayID, instance); err != nil {
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		b := &pgx.Batch{}
+		b.Queue("DELETE FROM gateways WHERE gateway_id = $1 AND instance = $2", gatewayID, instance)
+		s.queueGatewaysSaved(b)
+		return tx.SendBatch(ctx, b).Close()
+	})
+	if err != nil {
 		return fmt.Errorf("forgetting gateway %s: %w", gatewayID, unreachable(err))
 	}
 	return nil
 }
+
+// queueGatewaysSaved adds to b the notification that this store saved
+// gateways; in a transaction, it is sent at the commit.
+func (s *Store) queueGatewaysSaved(b *pgx.Batch) {
+	b.Queue("SELECT pg_notify($1, $2)", s.channel, gatewaysSavedPrefix+s.listener.self)
+}
+
+// GatewaysSaved implements store.GatewayWatcher: other replicas' saves
+// arrive on the store's LISTEN connection, as changes do.
+func (s *Store) GatewaysSaved() <-chan struct{} { return s.listener.gatewaysSaved.wait() }
 
 // Gateways implements store.Store.
 func (s *Store) Gateways(ctx context.Context, since time.Time) ([]store.GatewaySeen, error) {
