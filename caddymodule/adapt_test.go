@@ -88,6 +88,7 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"gate argument on the directive", "connection_gate now", "wrong argument count"},
 		{"gate ttl missing value", "connection_gate {\n\tttl\n}", "wrong argument count"},
 		{"gate ttl not a duration", "connection_gate {\n\tttl soon\n}", "ttl"},
+		{"gate negative disconnected_ttl", "connection_gate {\n\tdisconnected_ttl -1s\n}", `disconnected_ttl "-1s": want a duration such as 30s, or 0`},
 		{"gate negative cache size", "connection_gate {\n\tcache_size -1\n}", "cache_size"},
 		{"gate control_url without value", "connection_gate {\n\tcontrol_url\n}", "wrong argument count"},
 		{"gate algorithms without value", "connection_gate {\n\talgorithms\n}", "wrong argument count"},

@@ -52,8 +52,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		stream_idle_timeout <duration>
 //	}
 //
-// Durations must be positive, but stale_if_error may be 0 (strict
-// fail-closed).
+// Durations must be positive, but disconnected_ttl and stale_if_error may
+// be 0: no status served from memory while the change stream is down, and
+// strict fail-closed.
 //
 // jwks_url, public_key, hmac_secret and forward_claim may be repeated;
 // control_url, issuer, audience, algorithms and require take one or more
@@ -68,7 +69,6 @@ func (g *Gate) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		"leeway":                &g.Leeway,
 		"ttl":                   &g.TTL,
 		"control_timeout":       &g.ControlTimeout,
-		"disconnected_ttl":      &g.DisconnectedTTL,
 		"stream_idle_timeout":   &g.StreamIdleTimeout,
 		"jwks_refresh_interval": &g.JWKSRefreshInterval,
 		"max_token_age":         &g.MaxTokenAge,
@@ -151,18 +151,15 @@ func (g *Gate) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("token_cache_size %q: want a size such as 64MiB (at least 1MiB)", s)
 			}
 			g.TokenCacheBytes = int64(n)
-		case "stale_if_error":
-			// 0 is a choice here (strict fail-closed), not "the default".
-			var s string
-			if err := cfgargs.One(d, &s); err != nil {
+		case "disconnected_ttl":
+			if err := durationOrZero(d, name, &g.DisconnectedTTL); err != nil {
 				return err
 			}
-			dur, err := caddy.ParseDuration(s)
-			if err != nil || dur < 0 {
-				return d.Errf("stale_if_error %q: want a duration such as 30s, or 0", s)
+		case "stale_if_error":
+			if err := durationOrZero(d, name, &g.StaleIfError); err != nil {
+				return err
 			}
-			g.StaleIfError = new(caddy.Duration(dur))
-		case "leeway", "ttl", "control_timeout", "disconnected_ttl", "stream_idle_timeout", "jwks_refresh_interval", "max_token_age":
+		case "leeway", "ttl", "control_timeout", "stream_idle_timeout", "jwks_refresh_interval", "max_token_age":
 			if err := cfgargs.Duration(d, name, durations[name]); err != nil {
 				return err
 			}
@@ -179,5 +176,20 @@ func (g *Gate) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	} else {
 		g.ControlURLs = controlURLs
 	}
+	return nil
+}
+
+// durationOrZero reads one duration for subdirective name, where 0 is a
+// choice (none), not "the default": into is set even then.
+func durationOrZero(d *caddyfile.Dispenser, name string, into **caddy.Duration) error {
+	var s string
+	if err := cfgargs.One(d, &s); err != nil {
+		return err
+	}
+	dur, err := caddy.ParseDuration(s)
+	if err != nil || dur < 0 {
+		return d.Errf("%s %q: want a duration such as 30s, or 0", name, s)
+	}
+	*into = new(caddy.Duration(dur))
 	return nil
 }

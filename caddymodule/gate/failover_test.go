@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -22,6 +23,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/conngate/conngate/caddymodule/control/controltest"
+	"github.com/conngate/conngate/caddymodule/controlapi"
 	"github.com/conngate/conngate/store"
 )
 
@@ -61,7 +63,7 @@ func TestStreamFailsOverAndResumes(t *testing.T) {
 	g := newGate(t, s, func(g *Gate) {
 		g.ControlURL = ""
 		g.ControlURLs = []string{replica.URL, s.URL}
-		g.DisconnectedTTL = caddy.Duration(MaxDisconnectedTTL)
+		g.DisconnectedTTL = new(caddy.Duration(MaxDisconnectedTTL))
 	})
 	c := s.Create(t, "org-1")
 	expectStatus(t, g, c.AccessToken, 200, "")
@@ -275,4 +277,75 @@ func TestFailoverSeriesGoWithTheirSource(t *testing.T) {
 	if n := series(two.GatewayID); n != 0 {
 		t.Fatalf("%d failover series of a source that is gone, want none", n)
 	}
+}
+
+// front is a control endpoint of its own in front of a controltest server's
+// handler, which a test can make drop and refuse change streams, fail status
+// lookups, or hold leaves.
+type front struct {
+	*httptest.Server
+	refuseStreams, failLookups atomic.Bool
+	lookups, leaves            atomic.Int32
+	// holdLeaves, while open, keeps every leave from being answered.
+	holdLeaves chan struct{}
+
+	mu      sync.Mutex
+	streams []context.CancelFunc
+}
+
+func newFront(t *testing.T, s *controltest.Server) *front {
+	t.Helper()
+	f := &front{holdLeaves: make(chan struct{})}
+	close(f.holdLeaves)
+	next := s.HTTP.Config.Handler
+	f.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Path == controlapi.PathEvents:
+			if f.refuseStreams.Load() {
+				http.Error(w, "streams refused", http.StatusServiceUnavailable)
+				return
+			}
+			ctx, cancel := context.WithCancel(r.Context())
+			f.mu.Lock()
+			f.streams = append(f.streams, cancel)
+			f.mu.Unlock()
+			r = r.WithContext(ctx)
+		case strings.HasSuffix(r.URL.Path, "/status"):
+			f.lookups.Add(1)
+			if f.failLookups.Load() {
+				http.Error(w, "lookups failing", http.StatusServiceUnavailable)
+				return
+			}
+		case strings.HasSuffix(r.URL.Path, "/leave"):
+			f.leaves.Add(1)
+			f.mu.Lock()
+			hold := f.holdLeaves
+			f.mu.Unlock()
+			<-hold
+		}
+		next.ServeHTTP(w, r)
+	}))
+	t.Cleanup(f.Close)
+	return f
+}
+
+// dropStreams ends the change streams open through f, as the control
+// endpoint would, and refuses new ones.
+func (f *front) dropStreams() {
+	f.refuseStreams.Store(true)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, cancel := range f.streams {
+		cancel()
+	}
+	f.streams = nil
+}
+
+// holdEveryLeave keeps leaves unanswered until the test ends.
+func (f *front) holdEveryLeave(t *testing.T) {
+	hold := make(chan struct{})
+	f.mu.Lock()
+	f.holdLeaves = hold
+	f.mu.Unlock()
+	t.Cleanup(func() { close(hold) }) // before f.Close, which waits for them
 }

@@ -154,8 +154,10 @@ type Gate struct {
 
 	// How long a status may be served from memory while the change stream
 	// is down, counted from the later of its lookup and the disconnection.
-	// Default: 1s; at most 5m.
-	DisconnectedTTL caddy.Duration `json:"disconnected_ttl,omitempty"`
+	// 0 serves none from memory while the stream is down: every request
+	// looks its status up (on a failed lookup stale_if_error decides).
+	// Absent (null) means the default, 1s; at most 5m.
+	DisconnectedTTL *caddy.Duration `json:"disconnected_ttl,omitempty"`
 
 	// How much longer than disconnected_ttl a cached status may still be
 	// served when the control endpoint cannot be reached; past that the
@@ -285,8 +287,8 @@ func (g *Gate) setDefaults(repl *caddy.Replacer) {
 	if g.TTL == 0 {
 		g.TTL = caddy.Duration(DefaultTTL)
 	}
-	if g.DisconnectedTTL == 0 {
-		g.DisconnectedTTL = caddy.Duration(DefaultDisconnectedTTL)
+	if g.DisconnectedTTL == nil {
+		g.DisconnectedTTL = new(caddy.Duration(DefaultDisconnectedTTL))
 	}
 	if g.StaleIfError == nil {
 		g.StaleIfError = new(caddy.Duration(DefaultStaleIfError))
@@ -339,7 +341,7 @@ func (g *Gate) start(ctx caddy.Context, repl *caddy.Replacer) error {
 	}
 	g.policy = freshnessPolicy{
 		ttl:             time.Duration(g.TTL),
-		disconnectedTTL: time.Duration(g.DisconnectedTTL),
+		disconnectedTTL: time.Duration(*g.DisconnectedTTL),
 		staleIfError:    time.Duration(*g.StaleIfError),
 		timeout:         time.Duration(g.ControlTimeout),
 	}
@@ -473,7 +475,7 @@ func (g *Gate) check(repl *caddy.Replacer) error {
 		{"max_token_age", g.MaxTokenAge, MaxTokenAge},
 		{"control_timeout", g.ControlTimeout, MaxControlTimeout},
 		{"ttl", g.TTL, MaxTTL},
-		{"disconnected_ttl", g.DisconnectedTTL, MaxDisconnectedTTL},
+		{"disconnected_ttl", *g.DisconnectedTTL, MaxDisconnectedTTL},
 		{"stale_if_error", *g.StaleIfError, MaxStaleIfError},
 		{"stream_idle_timeout", g.StreamIdleTimeout, MaxStreamIdle},
 	} {

@@ -334,7 +334,7 @@ func TestProvisionRefusesBadConfig(t *testing.T) {
 			"stale_if_error 8760h0m0s: want a duration from 0 to 10m0s"},
 		{"leeway of ten years", func(g *Gate) { g.Leeway = caddy.Duration(87600 * time.Hour) }, "leeway 87600h0m0s: want a duration from 0 to 5m0s"},
 		{"negative stale_if_error", func(g *Gate) { g.StaleIfError = new(caddy.Duration(-time.Second)) }, "stale_if_error -1s"},
-		{"disconnected_ttl too long", func(g *Gate) { g.DisconnectedTTL = caddy.Duration(time.Hour) }, "disconnected_ttl 1h0m0s: want a duration from 0 to 5m0s"},
+		{"disconnected_ttl too long", func(g *Gate) { g.DisconnectedTTL = new(caddy.Duration(time.Hour)) }, "disconnected_ttl 1h0m0s: want a duration from 0 to 5m0s"},
 		{"ttl too long", func(g *Gate) { g.TTL = caddy.Duration(48 * time.Hour) }, "ttl 48h0m0s: want a duration from 0 to 24h0m0s"},
 		{"stream_idle_timeout too long", func(g *Gate) { g.StreamIdleTimeout = caddy.Duration(time.Hour) }, "stream_idle_timeout 1h0m0s"},
 		{"jwks_refresh_interval too long", func(g *Gate) { g.JWKSRefreshInterval = caddy.Duration(48 * time.Hour) }, "jwks_refresh_interval 48h0m0s"},
@@ -390,6 +390,46 @@ func TestStaleIfErrorZeroIsStrict(t *testing.T) {
 			storedAt := now.Add(-g.policy.disconnectedTTL - time.Millisecond).UnixNano()
 			if got := g.policy.judge(storedAt, false, storedAt, func() time.Time { return now }); got != tt.judged {
 				t.Errorf("an entry %s past disconnected_ttl judged %d, want %d", time.Millisecond, got, tt.judged)
+			}
+		})
+	}
+}
+
+// disconnected_ttl 0 is a choice too, in JSON as in the Caddyfile: while
+// the stream is down no status is fresh, not even one stored that instant.
+// Only an absent disconnected_ttl takes the default.
+func TestDisconnectedTTLZeroIsNone(t *testing.T) {
+	s := controltest.Start(t, controltest.Options{})
+	tests := []struct {
+		name   string
+		json   string
+		want   time.Duration
+		judged freshness // of an entry stored as the stream went down, looked at then
+	}{
+		{"absent: the default", `{}`, DefaultDisconnectedTTL, fresh},
+		{"0: none", `{"disconnected_ttl": 0}`, 0, stale},
+		{"0 with stale_if_error 0: none and strict", `{"disconnected_ttl": 0, "stale_if_error": 0}`, 0, expired},
+		{"null: the default", `{"disconnected_ttl": null}`, DefaultDisconnectedTTL, fresh},
+		{"5s", `{"disconnected_ttl": "5s"}`, 5 * time.Second, fresh},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var g Gate
+			if err := json.Unmarshal([]byte(tt.json), &g); err != nil {
+				t.Fatal(err)
+			}
+			g = Gate{ControlURL: s.URL, ControlKey: s.GatewayKey, CacheSize: testCacheSize, DisconnectedTTL: g.DisconnectedTTL,
+				StaleIfError: g.StaleIfError, GatewayID: strings.ReplaceAll(t.Name(), "/", "-")}
+			t.Cleanup(func() { g.Cleanup() })
+			if err := g.Provision(runningConfig(t)); err != nil {
+				t.Fatal(err)
+			}
+			if got := g.policy.disconnectedTTL; got != tt.want {
+				t.Fatalf("disconnected_ttl %s, want %s", got, tt.want)
+			}
+			now := time.Now()
+			if got := g.policy.judge(now.UnixNano(), false, now.UnixNano(), func() time.Time { return now }); got != tt.judged {
+				t.Errorf("an entry stored as the stream went down judged %d, want %d", got, tt.judged)
 			}
 		})
 	}
@@ -463,7 +503,7 @@ func TestDefaults(t *testing.T) {
 			if len(g.controlURLs) != max(1, len(g.ControlURLs)) {
 				t.Errorf("control URLs %q from control_url %q and control_urls %q", g.controlURLs, g.ControlURL, g.ControlURLs)
 			}
-			if g.TTL != caddy.Duration(DefaultTTL) || g.DisconnectedTTL != caddy.Duration(DefaultDisconnectedTTL) ||
+			if g.TTL != caddy.Duration(DefaultTTL) || *g.DisconnectedTTL != caddy.Duration(DefaultDisconnectedTTL) ||
 				*g.StaleIfError != caddy.Duration(DefaultStaleIfError) || g.ControlTimeout != caddy.Duration(DefaultControlTimeout) ||
 				g.Realm != DefaultRealm || g.ConnectionClaim != DefaultConnectionClaim || g.GatewayID == "" || g.now == nil ||
 				g.CacheSize != DefaultCacheSize || g.Leeway != caddy.Duration(DefaultLeeway) ||

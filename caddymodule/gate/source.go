@@ -206,17 +206,19 @@ func (s *statusSource) judge(e statusEntry, p *freshnessPolicy) freshness {
 // down an entry was last known to be right at the later of its storing and
 // the disconnection (downSince); it is fresh for disconnectedTTL after that
 // and servable on lookup errors for staleIfError more, both bounds
-// included. storedAt and downSince are unix nanoseconds; the clock is read
-// only while the stream is down, so that the hot path does not pay for it.
+// included. A bound of 0 is none, not an instant: disconnectedTTL 0 makes
+// no entry fresh while the stream is down, staleIfError 0 none stale.
+// storedAt and downSince are unix nanoseconds; the clock is read only while
+// the stream is down, so that the hot path does not pay for it.
 func (p *freshnessPolicy) judge(storedAt int64, connected bool, downSince int64, now func() time.Time) freshness {
 	if connected {
 		return fresh
 	}
 	age := time.Duration(now().UnixNano() - max(storedAt, downSince))
 	switch {
-	case age <= p.disconnectedTTL:
+	case p.disconnectedTTL > 0 && age <= p.disconnectedTTL:
 		return fresh
-	case age <= p.disconnectedTTL+p.staleIfError:
+	case p.staleIfError > 0 && age <= p.disconnectedTTL+p.staleIfError:
 		return stale
 	}
 	return expired

@@ -27,6 +27,8 @@ func TestJudge(t *testing.T) {
 	)
 	policy := freshnessPolicy{ttl: time.Hour, disconnectedTTL: ttl, staleIfError: grace}
 	noGrace := freshnessPolicy{ttl: time.Hour, disconnectedTTL: ttl}
+	noTTL := freshnessPolicy{ttl: time.Hour, staleIfError: grace}
+	neither := freshnessPolicy{ttl: time.Hour}
 	tests := []struct {
 		name      string
 		policy    freshnessPolicy
@@ -48,6 +50,14 @@ func TestJudge(t *testing.T) {
 		{"stored before the disconnection: counted from it", policy, false, -10 * time.Second, ttl, fresh},
 		{"stored before the disconnection, just past the ttl", policy, false, -10 * time.Second, ttl + ns, stale},
 		{"stored at the disconnection", policy, false, 0, ttl + grace, stale},
+		{"no disconnected_ttl: connected, still fresh", noTTL, true, -time.Minute, time.Hour, fresh},
+		{"no disconnected_ttl: stale at the disconnection", noTTL, false, -time.Minute, 0, stale},
+		{"no disconnected_ttl: stale when stored that instant", noTTL, false, 10 * time.Second, 10 * time.Second, stale},
+		{"no disconnected_ttl: at stale_if_error", noTTL, false, -time.Minute, grace, stale},
+		{"no disconnected_ttl: just past stale_if_error", noTTL, false, -time.Minute, grace + ns, expired},
+		{"neither: expired at the disconnection", neither, false, -time.Minute, 0, expired},
+		{"neither: expired when stored that instant", neither, false, 10 * time.Second, 10 * time.Second, expired},
+		{"neither: connected, still fresh", neither, true, -time.Minute, time.Hour, fresh},
 	}
 	names := map[freshness]string{fresh: "fresh", stale: "stale", expired: "expired"}
 	down := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)

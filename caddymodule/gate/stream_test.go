@@ -124,7 +124,7 @@ func TestChangeWhileStreamDownIsReplayed(t *testing.T) {
 	dir := t.TempDir()
 	s := controltest.Start(t, controltest.Options{Dir: dir})
 	addr := strings.TrimPrefix(s.URL, "http://")
-	g := newGate(t, s, func(g *Gate) { g.DisconnectedTTL = caddy.Duration(MaxDisconnectedTTL) })
+	g := newGate(t, s, func(g *Gate) { g.DisconnectedTTL = new(caddy.Duration(MaxDisconnectedTTL)) })
 	c := s.Create(t, "org-1")
 	expectStatus(t, g, c.AccessToken, 200, "")
 
@@ -160,7 +160,7 @@ func TestResetClearsTheCache(t *testing.T) {
 	dir := t.TempDir()
 	s := controltest.Start(t, controltest.Options{Dir: dir, ChangeLogSize: 2})
 	addr := strings.TrimPrefix(s.URL, "http://")
-	g := newGate(t, s, func(g *Gate) { g.DisconnectedTTL = caddy.Duration(MaxDisconnectedTTL) })
+	g := newGate(t, s, func(g *Gate) { g.DisconnectedTTL = new(caddy.Duration(MaxDisconnectedTTL)) })
 	c := s.Create(t, "org-1")
 	expectStatus(t, g, c.AccessToken, 200, "")
 
@@ -242,7 +242,7 @@ func TestControlDown(t *testing.T) {
 	clock := newFakeClock(time.Now())
 	g := newGate(t, s, func(g *Gate) {
 		g.now = clock.Now
-		g.DisconnectedTTL = caddy.Duration(time.Second)
+		g.DisconnectedTTL = new(caddy.Duration(time.Second))
 		g.StaleIfError = new(caddy.Duration(30 * time.Second))
 		g.ControlTimeout = caddy.Duration(200 * time.Millisecond)
 	})
@@ -260,6 +260,57 @@ func TestControlDown(t *testing.T) {
 	expectStatus(t, g, cached.AccessToken, 200, "") // stale, within stale_if_error
 	clock.Advance(30 * time.Second)
 	expectStatus(t, g, cached.AccessToken, 503, "status_unavailable")
+}
+
+// disconnected_ttl 0: while the stream is down no status is served from
+// memory. Every request looks its status up, so a change the stream can no
+// longer bring is seen at once; when the lookup fails, stale_if_error
+// decides: 0 answers 503, a grace serves the cached status. The gate's clock
+// stands still: with any disconnected_ttl above 0 the cached statuses would
+// be served without a lookup.
+func TestDisconnectedTTLZeroLooksEveryStatusUp(t *testing.T) {
+	tests := []struct {
+		name         string
+		staleIfError time.Duration
+		lookupFailed int
+	}{
+		{"stale_if_error 0: 503", 0, 503},
+		{"stale_if_error 30s: the cached status", 30 * time.Second, 200},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := controltest.Start(t, controltest.Options{})
+			f := newFront(t, s)
+			clock := newFakeClock(time.Now())
+			g := newGate(t, s, func(g *Gate) {
+				g.ControlURL = f.URL
+				g.now = clock.Now
+				g.DisconnectedTTL = new(caddy.Duration(0))
+				g.StaleIfError = new(caddy.Duration(tt.staleIfError))
+				g.ControlTimeout = caddy.Duration(200 * time.Millisecond)
+			})
+			kept, changed := s.Create(t, "org-1"), s.Create(t, "org-1")
+			expectStatus(t, g, kept.AccessToken, 200, "")
+			expectStatus(t, g, changed.AccessToken, 200, "")
+
+			f.dropStreams()
+			eventually(t, within, "stream noticed the drop", func() bool { return !g.source.connected.Load() })
+			before := f.lookups.Load()
+			expectStatus(t, g, kept.AccessToken, 200, "")
+			expectStatus(t, g, kept.AccessToken, 200, "")
+			if n := f.lookups.Load() - before; n != 2 {
+				t.Fatalf("%d lookups for 2 requests with the stream down, want one each", n)
+			}
+			s.Act(t, changed.Connection.ID, store.ActionDisable) // no stream to bring it
+			expectStatus(t, g, changed.AccessToken, 401, "connection_disabled")
+
+			f.failLookups.Store(true)
+			res := send(t, g, bearer(kept.AccessToken))
+			if res.status != tt.lookupFailed {
+				t.Fatalf("cached status, its lookup failing: %d %+v, want %d", res.status, res.body, tt.lookupFailed)
+			}
+		})
+	}
 }
 
 // Each control endpoint has a source of its own.
@@ -290,7 +341,7 @@ func TestResumeIntoARestoredStoreResets(t *testing.T) {
 	restart := func() *controltest.Server {
 		return controltest.Start(t, controltest.Options{Dir: dir, Addr: addr, AdminKey: s.AdminKey, GatewayKey: s.GatewayKey})
 	}
-	g := newGate(t, s, func(g *Gate) { g.DisconnectedTTL = caddy.Duration(MaxDisconnectedTTL) })
+	g := newGate(t, s, func(g *Gate) { g.DisconnectedTTL = new(caddy.Duration(MaxDisconnectedTTL)) })
 	c := s.Create(t, "org-1")
 	expectStatus(t, g, c.AccessToken, 200, "")
 
