@@ -7,17 +7,48 @@ import (
 )
 
 // An AuthCode is an OAuth 2.0 authorisation code (RFC 6749 section 4.1.2):
-// issued when a person approves an app, exchanged once for tokens. Only the
-// sha-256 of the code is stored.
+// issued when a person approves an app, redeemed once for tokens. Only the
+// sha-256 of the code is stored. Approving stores only the code: the
+// connection is created when the code is redeemed (RedeemCode), so that a
+// flow abandoned after the approval leaves no connection behind.
 type AuthCode struct {
-	Hash         []byte `json:"hash"`
-	AppID        string `json:"app_id"`
-	ConnectionID string `json:"connection_id"`
-	RedirectURI  string `json:"redirect_uri"`
+	Hash        []byte `json:"hash"`
+	AppID       string `json:"app_id"`
+	RedirectURI string `json:"redirect_uri"`
 	// Challenge is the PKCE S256 code_challenge (RFC 7636).
 	Challenge string    `json:"challenge"`
 	Scope     string    `json:"scope,omitempty"`
 	ExpiresAt time.Time `json:"expires_at"`
+	// Connection is what redeeming the code creates, as the person
+	// approved it: named after the app, for that person, in the
+	// organisation they chose. Its AppID is the code's.
+	Connection NewConnection `json:"connection"`
+	// ApprovedBy is who approved (with the approval's request id and why):
+	// the actor of the connection's creation in the audit log.
+	ApprovedBy Actor `json:"approved_by"`
+	// ConnectionID is the connection made when the code was redeemed;
+	// empty until then. A code saved with it set was approved by a release
+	// that created the connection at approval: it is taken with TakeCode,
+	// never redeemed.
+	ConnectionID string `json:"connection_id,omitempty"`
+}
+
+// Redeemable returns the connection that redeeming c creates, or the
+// *InvalidError that says why c cannot be redeemed with first as that
+// connection's refresh token. Every store checks it in its RedeemCode.
+func (c AuthCode) Redeemable(first RefreshToken) (NewConnection, error) {
+	if c.ConnectionID != "" {
+		return NewConnection{}, &InvalidError{Field: "code", Reason: "has its connection already (created at approval): take it, do not redeem it"}
+	}
+	n := c.Connection
+	n.AppID = c.AppID
+	if err := n.Validate(); err != nil {
+		return NewConnection{}, err
+	}
+	if first.AppID != c.AppID {
+		return NewConnection{}, &InvalidError{Field: "refresh token", Reason: "must be of the code's app"}
+	}
+	return n, nil
 }
 
 // A RefreshToken lets an app get new access tokens for a connection. Only
@@ -64,6 +95,21 @@ type GrantStore interface {
 	// the code with ErrCodeUsed; an unknown one ErrGrantNotFound. Expiry is
 	// the caller's to check.
 	TakeCode(ctx context.Context, hash []byte) (AuthCode, error)
+	// RedeemCode takes an unused code and creates the connection it grants,
+	// in one transaction, so that no interleaving, failure or crash leaves
+	// a taken code without its connection or a connection without its
+	// taken code: the connection (the code's Connection, for its app) is
+	// stored active, as Create stores one, with its change log entry and
+	// its audit entry by the code's ApprovedBy; first is stored as the
+	// connection's refresh token (its ConnectionID set to the new
+	// connection's; it must be of the code's app); and the code is marked
+	// used with the connection's id. It returns the code as it is then and
+	// the connection. A code taken before is returned (with the connection
+	// of its redemption) with ErrCodeUsed and nothing changes; an unknown
+	// code, or one whose app is gone, is ErrGrantNotFound. A code without a
+	// valid Connection (one with a ConnectionID, see AuthCode) is an
+	// *InvalidError. Expiry is the caller's to check.
+	RedeemCode(ctx context.Context, hash []byte, first RefreshToken) (AuthCode, Connection, error)
 	// SaveRefreshToken stores a new current refresh token.
 	SaveRefreshToken(ctx context.Context, t RefreshToken) error
 	// GetRefreshToken returns the token with this hash, current or rotated.

@@ -128,30 +128,39 @@ func (s *Store) Create(_ context.Context, n store.NewConnection, by store.Actor)
 		CreatedAt: now,
 		UpdatedAt: now,
 	}
-	err := s.update(func(tx *bolt.Tx) error {
-		if err := linkToApp(tx, c); err != nil {
-			return err
-		}
-		rev, err := nextRevision(tx)
-		if err != nil {
-			return err
-		}
-		c.Revision = rev
-		if err := putConnection(tx, c); err != nil {
-			return err
-		}
-		if err := s.logChange(tx, c); err != nil {
-			return err
-		}
-		if err := writeAudit(tx, c, "create", "", by); err != nil {
-			return err
-		}
-		return tx.Bucket(bucketByOrg).Put(orgKey(c.OrgID, c.ID), nil)
+	err := s.update(func(tx *bolt.Tx) (err error) {
+		c, err = s.insert(tx, c, by)
+		return err
 	})
 	if err != nil {
 		return store.Connection{}, fmt.Errorf("creating connection: %w", err)
 	}
 	return c, nil
+}
+
+// insert stores the new connection c inside the caller's write transaction
+// and returns it with its revision: every creation (Create, RedeemCode)
+// goes through it. It links c to its app (which must exist), and writes
+// its change log entry and its audit entry by by.
+func (s *Store) insert(tx *bolt.Tx, c store.Connection, by store.Actor) (store.Connection, error) {
+	if err := linkToApp(tx, c); err != nil {
+		return c, err
+	}
+	rev, err := nextRevision(tx)
+	if err != nil {
+		return c, err
+	}
+	c.Revision = rev
+	if err := putConnection(tx, c); err != nil {
+		return c, err
+	}
+	if err := s.logChange(tx, c); err != nil {
+		return c, err
+	}
+	if err := writeAudit(tx, c, "create", "", by); err != nil {
+		return c, err
+	}
+	return c, tx.Bucket(bucketByOrg).Put(orgKey(c.OrgID, c.ID), nil)
 }
 
 // Get implements store.Store.

@@ -114,6 +114,47 @@ func (s *Store) TakeCode(_ context.Context, hash []byte) (c store.AuthCode, err 
 	return c, err
 }
 
+// RedeemCode implements store.GrantStore, in one write transaction that
+// may share its commit with others' (group commit), as Create's does.
+func (s *Store) RedeemCode(_ context.Context, hash []byte, first store.RefreshToken) (code store.AuthCode, conn store.Connection, err error) {
+	now := s.now()
+	id := store.NewID(now)
+	err = s.update(func(tx *bolt.Tx) error {
+		c, rec, err := unusedCode(tx, hash)
+		code = c
+		if err != nil {
+			return err
+		}
+		n, err := c.Redeemable(first)
+		if err != nil {
+			return err
+		}
+		conn, err = s.insert(tx, store.Connection{ID: id, Name: n.Name, OrgID: n.OrgID, UserID: n.UserID, AppID: n.AppID,
+			Status: store.StatusActive, CreatedAt: now, UpdatedAt: now}, code.ApprovedBy)
+		if err != nil {
+			return err
+		}
+		first.ConnectionID, first.RotatedAt, first.ReplacedBy = conn.ID, time.Time{}, nil
+		if err := putNewRefreshToken(tx, first); err != nil {
+			return err
+		}
+		rec.ConnectionID, rec.UsedAt = conn.ID, now
+		v, err := json.Marshal(rec)
+		if err != nil {
+			return err
+		}
+		code = rec.AuthCode
+		return tx.Bucket(bucketCodes).Put(hash, v)
+	})
+	switch {
+	case err == nil:
+		return code, conn, nil
+	case errors.Is(err, store.ErrCodeUsed) || errors.Is(err, store.ErrGrantNotFound):
+		return code, store.Connection{}, err
+	}
+	return code, store.Connection{}, fmt.Errorf("redeeming authorisation code: %w", err)
+}
+
 // unusedCode returns the code with hash, and ErrCodeUsed (with the code)
 // when it was taken.
 func unusedCode(tx *bolt.Tx, hash []byte) (store.AuthCode, codeRecord, error) {

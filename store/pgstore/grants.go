@@ -81,14 +81,67 @@ func (s *Store) TakeCode(ctx context.Context, hash []byte) (c store.AuthCode, er
 	return c, err
 }
 
+// RedeemCode implements store.GrantStore, in one transaction that may
+// share its commit with others' (group commit), as Create's does. The
+// code's row is locked, and its app's (shared, as lockApp does): of
+// concurrent redemptions on any replicas exactly one finds the code
+// unused, and DeleteApp runs wholly before (the code is gone with the app)
+// or wholly after (it deletes the connection).
+func (s *Store) RedeemCode(ctx context.Context, hash []byte, first store.RefreshToken) (code store.AuthCode, conn store.Connection, err error) {
+	now := s.now()
+	id := store.NewID(now)
+	err = s.writeGrouped(ctx, func(ctx context.Context, tx *writeTx) error {
+		c, _, err := scanCode(tx.QueryRow(ctx, `SELECT codes.code, codes.used_at FROM codes JOIN apps ON apps.id = codes.app_id
+			WHERE codes.hash = $1 FOR UPDATE OF codes FOR KEY SHARE OF apps`, hash))
+		code = c
+		if err != nil {
+			return err
+		}
+		n, err := c.Redeemable(first)
+		if err != nil {
+			return err
+		}
+		b := &pgx.Batch{}
+		conn = s.queueInsert(b, tx, store.Connection{ID: id, Name: n.Name, OrgID: n.OrgID, UserID: n.UserID, AppID: n.AppID,
+			Status: store.StatusActive, CreatedAt: now, UpdatedAt: now}, c.ApprovedBy)
+		first.ConnectionID, first.RotatedAt, first.ReplacedBy = conn.ID, time.Time{}, nil
+		if err := queueNewRefreshToken(b, first); err != nil {
+			return err
+		}
+		c.ConnectionID = conn.ID
+		v, err := json.Marshal(c)
+		if err != nil {
+			return err
+		}
+		b.Queue("UPDATE codes SET used_at = $2, code = $3 WHERE hash = $1", hash, now, v)
+		if err := duplicateGrant(tx.SendBatch(ctx, b).Close()); err != nil {
+			return err
+		}
+		code = c
+		return nil
+	})
+	switch {
+	case err == nil:
+		return code, conn, nil
+	case errors.Is(err, store.ErrCodeUsed) || errors.Is(err, store.ErrGrantNotFound):
+		return code, store.Connection{}, err
+	}
+	return code, store.Connection{}, fmt.Errorf("redeeming authorisation code: %w", err)
+}
+
 // getCode returns the code with hash and whether it was taken, with
 // store.ErrCodeUsed (and the code) if it was.
-func getCode(ctx context.Context, q querier, hash []byte, lock string) (c store.AuthCode, used bool, err error) {
+func getCode(ctx context.Context, q querier, hash []byte, lock string) (store.AuthCode, bool, error) {
+	return scanCode(q.QueryRow(ctx, "SELECT code, used_at FROM codes WHERE hash = $1"+lock, hash))
+}
+
+// scanCode reads a code from a row of its code and used_at columns.
+func scanCode(row pgx.Row) (c store.AuthCode, used bool, err error) {
 	var (
 		v      []byte
 		usedAt *time.Time
 	)
-	err = q.QueryRow(ctx, "SELECT code, used_at FROM codes WHERE hash = $1"+lock, hash).Scan(&v, &usedAt)
+	err = row.Scan(&v, &usedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return c, false, store.ErrGrantNotFound
 	}
@@ -211,6 +264,16 @@ func getRefreshToken(ctx context.Context, q querier, hash []byte, lock string) (
 
 // putNewRefreshToken stores a token under a hash not used before.
 func putNewRefreshToken(ctx context.Context, tx pgx.Tx, t store.RefreshToken) error {
+	b := &pgx.Batch{}
+	if err := queueNewRefreshToken(b, t); err != nil {
+		return err
+	}
+	return duplicateGrant(tx.SendBatch(ctx, b).Close())
+}
+
+// queueNewRefreshToken adds to b the insert of a token under a hash not
+// used before; a used one fails the batch with a primary key violation.
+func queueNewRefreshToken(b *pgx.Batch, t store.RefreshToken) error {
 	if len(t.Hash) == 0 {
 		return &store.InvalidError{Field: "refresh token", Reason: "hash is required"}
 	}
@@ -218,9 +281,8 @@ func putNewRefreshToken(ctx context.Context, tx pgx.Tx, t store.RefreshToken) er
 	if err != nil {
 		return err
 	}
-	_, err = tx.Exec(ctx, "INSERT INTO refresh_tokens (hash, app_id, connection_id, token) VALUES ($1, $2, $3, $4)",
-		t.Hash, t.AppID, t.ConnectionID, v)
-	return duplicateGrant(err)
+	b.Queue("INSERT INTO refresh_tokens (hash, app_id, connection_id, token) VALUES ($1, $2, $3, $4)", t.Hash, t.AppID, t.ConnectionID, v)
+	return nil
 }
 
 // putRefreshToken rewrites a stored token (its rotation).

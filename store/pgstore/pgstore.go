@@ -135,18 +135,26 @@ func (s *Store) Create(ctx context.Context, n store.NewConnection, by store.Acto
 				return err
 			}
 		}
-		c.Revision = tx.nextRevision()
 		b := &pgx.Batch{}
-		b.Queue(`INSERT INTO connections (id, name, org_id, user_id, app_id, status, created_at, updated_at, revision)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-			c.ID, c.Name, c.OrgID, c.UserID, c.AppID, string(c.Status), c.CreatedAt, c.UpdatedAt, c.Revision)
-		s.queueRecords(b, c, "create", "", by)
+		c = s.queueInsert(b, tx, c, by)
 		return tx.SendBatch(ctx, b).Close()
 	})
 	if err != nil {
 		return store.Connection{}, fmt.Errorf("creating connection: %w", err)
 	}
 	return c, nil
+}
+
+// queueInsert gives the new connection c the next revision of tx and adds
+// to b its insert, change log entry and audit entry by by: every creation
+// (Create, RedeemCode) goes through it. The caller has locked c's app.
+func (s *Store) queueInsert(b *pgx.Batch, tx *writeTx, c store.Connection, by store.Actor) store.Connection {
+	c.Revision = tx.nextRevision()
+	b.Queue(`INSERT INTO connections (id, name, org_id, user_id, app_id, status, created_at, updated_at, revision)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+		c.ID, c.Name, c.OrgID, c.UserID, c.AppID, string(c.Status), c.CreatedAt, c.UpdatedAt, c.Revision)
+	s.queueRecords(b, c, "create", "", by)
+	return c
 }
 
 // Get implements store.Store.

@@ -41,6 +41,8 @@ func Run(t *testing.T, open Opener, changeLogSize int) {
 	t.Run("DeleteAppRace", func(t *testing.T) { testDeleteAppRace(t, open) })
 	t.Run("Codes", func(t *testing.T) { testCodes(t, open) })
 	t.Run("ConcurrentTakes", func(t *testing.T) { testConcurrentTakes(t, open) })
+	t.Run("RedeemCode", func(t *testing.T) { testRedeemCode(t, open) })
+	t.Run("ConcurrentRedemptions", func(t *testing.T) { testConcurrentRedemptions(t, open) })
 	t.Run("RefreshTokens", func(t *testing.T) { testRefreshTokens(t, open) })
 	t.Run("ConcurrentRotations", func(t *testing.T) { testConcurrentRotations(t, open) })
 	t.Run("DeleteAppGrants", func(t *testing.T) { testDeleteAppGrants(t, open) })
