@@ -10,14 +10,18 @@ import (
 
 // maxApprovals bounds what approvals remembers; past it (a flood of
 // approvals within a code's lifetime) a double submission is no longer
-// recognised, which only costs a second connection.
+// recognised, which only costs a second code: the browser follows the last
+// redirect, so the app redeems one of them, and only a redeemed code makes
+// a connection.
 const maxApprovals = 100_000
 
 // approvals remembers, for a code's lifetime, the code each consent
 // approval gave, by the flow it approved (person, app, organisation,
 // redirect URI, PKCE challenge, state: the challenge is new in every flow).
 // The consent form submitted twice (a double click, a browser that
-// resends) then gives the same code, and one connection, not two.
+// resends) then gives the same code, not two codes of which the app can
+// redeem only the one its browser came back with; the other would lie in
+// the store unused until it expires.
 type approvals struct {
 	mu      sync.Mutex
 	byFlow  map[[32]byte]approval

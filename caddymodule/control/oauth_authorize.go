@@ -1,6 +1,7 @@
 package control
 
 import (
+	"cmp"
 	"errors"
 	"html/template"
 	"net/http"
@@ -136,7 +137,7 @@ func (c *Control) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 	var err error
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
-		err = c.showAuthorize(w, r, r.URL.Query(), "")
+		err = c.showAuthorize(w, r, r.URL.Query(), notice{})
 	case http.MethodPost:
 		err = c.decideAuthorize(w, r)
 	default:
@@ -167,20 +168,34 @@ func authParams(r *http.Request) url.Values {
 	return r.URL.Query()
 }
 
-// showAuthorize shows the sign-in page, the consent page, or why the
-// person may not authorise.
-func (c *Control) showAuthorize(w http.ResponseWriter, r *http.Request, q url.Values, message string) error {
+// notice is what the sign-in or consent page says above its form, with the
+// status (200 when zero) and headers it is answered with.
+type notice struct {
+	status  int
+	message string
+	header  map[string]string
+}
+
+// showAuthorize shows the sign-in page or the consent page with n, or why
+// the person may not authorise.
+func (c *Control) showAuthorize(w http.ResponseWriter, r *http.Request, q url.Values, n notice) error {
 	req, err := c.readAuthRequest(r, q)
 	if err != nil {
 		return err
 	}
 	nonce := csrfNonce(w, r)
 	p, claimed := c.person(r)
-	pg := page{AppName: req.app.Name, Request: req, Message: message}
+	pg := page{AppName: req.app.Name, Request: req, Message: n.message}
+	show := func(name string) error {
+		for k, v := range n.header {
+			w.Header().Set(k, v)
+		}
+		c.render(w, r, cmp.Or(n.status, http.StatusOK), name, pg)
+		return nil
+	}
 	if claimed == "" {
 		pg.Title, pg.CSRF = "Sign in", c.cookies.csrfToken("signin", "", nonce)
-		c.render(w, r, http.StatusOK, "signin", pg)
-		return nil
+		return show("signin")
 	}
 	orgs := []string(nil)
 	if p != nil {
@@ -195,8 +210,7 @@ func (c *Control) showAuthorize(w http.ResponseWriter, r *http.Request, q url.Va
 		return nil
 	}
 	pg.Title, pg.Person, pg.Orgs, pg.CSRF = "Authorise "+req.app.Name, p.id, orgs, c.cookies.csrfToken("consent", p.id, nonce)
-	c.render(w, r, http.StatusOK, "consent", pg)
-	return nil
+	return show("consent")
 }
 
 // decideAuthorize takes the sign-in form and the consent form.
@@ -225,7 +239,7 @@ func (c *Control) decideAuthorize(w http.ResponseWriter, r *http.Request) error 
 	}
 	p, claimed := c.person(r)
 	if claimed == "" {
-		return c.showAuthorize(w, r, withoutFields(form, "action", "csrf", "org_id"), "Your session has ended; sign in again.")
+		return c.showAuthorize(w, r, withoutFields(form, "action", "csrf", "org_id"), notice{message: "Your session has ended; sign in again."})
 	}
 	if p == nil || !c.cookies.validCSRF(form.Get("csrf"), "consent", p.id, nonce) {
 		return expired
@@ -244,28 +258,34 @@ func (c *Control) decideAuthorize(w http.ResponseWriter, r *http.Request) error 
 		return &authError{status: http.StatusForbidden, code: controlapi.OAuthAccessDenied,
 			message: p.id + " may not authorise applications in organisation " + org + "."}
 	}
+	// Approving saves the code and nothing else: the connection is created
+	// when the app redeems the code (oauth_token.go), so that a flow
+	// abandoned here leaves no connection without tokens behind.
+	grants := store.NewConnection{Name: req.app.Name, OrgID: org, UserID: p.id}
+	if err := grants.Validate(); err != nil {
+		return &authError{status: http.StatusBadRequest, code: controlapi.OAuthInvalidRequest,
+			message: "This authorisation cannot make a connection: " + err.Error() + "."}
+	}
 	flow := flowKey(p.id, req.app.ID, org, req.SentRedirectURI, req.Challenge, req.State)
 	code, again, err := c.shared.approvals.approve(flow, c.now(), codeLifetime, func() (string, error) {
-		conn, err := c.store.Create(r.Context(), store.NewConnection{Name: req.app.Name, OrgID: org, UserID: p.id, AppID: req.app.ID},
-			store.Actor{ID: p.id, RequestID: requestID(r), Reason: "authorised " + req.app.ID + " through OAuth"})
-		if err != nil {
-			return "", err
-		}
 		code := newOpaqueToken()
-		err = c.store.SaveCode(r.Context(), store.AuthCode{Hash: hashToken(code), AppID: req.app.ID, ConnectionID: conn.ID,
-			RedirectURI: req.SentRedirectURI, Challenge: req.Challenge, Scope: req.Scope, ExpiresAt: c.now().Add(codeLifetime).UTC()})
+		err := c.store.SaveCode(r.Context(), store.AuthCode{Hash: hashToken(code), AppID: req.app.ID, RedirectURI: req.SentRedirectURI,
+			Challenge: req.Challenge, Scope: req.Scope, ExpiresAt: c.now().Add(codeLifetime).UTC(), Connection: grants,
+			ApprovedBy: store.Actor{ID: p.id, RequestID: requestID(r), Reason: "authorised " + req.app.ID + " through OAuth"}})
 		if err != nil {
 			return "", err
 		}
-		c.logger.Info("app authorised", zap.String("client_id", req.app.ID), zap.String("connection_id", conn.ID),
-			zap.String("org_id", org), zap.String("principal", p.id), zap.Uint64("revision", conn.Revision))
+		c.logger.Info("app authorised: code issued", zap.String("client_id", req.app.ID), zap.String("org_id", org), zap.String("principal", p.id))
 		return code, nil
 	})
+	if errors.Is(err, store.ErrAppNotFound) {
+		return &authError{status: http.StatusBadRequest, code: controlapi.OAuthInvalidRequest, message: req.app.Name + " was deleted while you decided."}
+	}
 	if err != nil {
 		return err
 	}
 	if again {
-		c.logger.Info("consent submitted again: the same code, no second connection", zap.String("client_id", req.app.ID), zap.String("principal", p.id))
+		c.logger.Info("consent submitted again: the same code", zap.String("client_id", req.app.ID), zap.String("principal", p.id))
 	}
 	http.Redirect(w, r, backToApp(req, url.Values{"code": {code}}), http.StatusSeeOther)
 	return nil
@@ -276,10 +296,13 @@ func (c *Control) signIn(w http.ResponseWriter, r *http.Request, form url.Values
 	params := withoutFields(form, "action", "csrf", "key")
 	p, wait := c.keys.byKeyFrom(r, form.Get("key"))
 	if wait > 0 {
-		return c.showAuthorize(w, r, params, tooManyAttempts(wait).Message)
+		// The page with its form, answered as the API answers a throttled
+		// key (429, Retry-After): a script trying keys learns it is refused.
+		limited := tooManyAttempts(wait)
+		return c.showAuthorize(w, r, params, notice{status: limited.Status, message: limited.Message, header: limited.Header})
 	}
 	if p == nil || !p.named || p.gateway {
-		return c.showAuthorize(w, r, params, "That key is not a person's key. Use the key you sign in to the Connections List page with.")
+		return c.showAuthorize(w, r, params, notice{message: "That key is not a person's key. Use the key you sign in to the Connections List page with."})
 	}
 	value, expires := c.cookies.session(p.id)
 	setCookie(w, r, sessionCookie, value, expires)

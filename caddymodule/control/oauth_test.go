@@ -26,6 +26,7 @@ const redirectURI = "http://127.0.0.1:7777/callback"
 // a public app and a confidential one.
 type oauthFixture struct {
 	s            *controltest.Server
+	store        store.Store // the endpoint's, for what a test cannot do through HTTP
 	keys         map[string]string
 	public, conf oauth2.Config
 	clock        atomic.Int64 // unix nanoseconds added to the real time
@@ -34,7 +35,8 @@ type oauthFixture struct {
 func newOAuthFixture(t *testing.T) *oauthFixture {
 	t.Helper()
 	path, keys := writePrincipals(t)
-	f := &oauthFixture{s: controltest.Start(t, controltest.Options{PrincipalsFile: path}), keys: keys}
+	s, st := startWithStore(t, controltest.Options{PrincipalsFile: path})
+	f := &oauthFixture{s: s, store: st, keys: keys}
 	control.SetClockForTest(f.s.Control, func() time.Time { return time.Now().Add(time.Duration(f.clock.Load())) })
 	endpoint := oauth2.Endpoint{AuthURL: f.s.URL + "/oauth/authorize", TokenURL: f.s.URL + "/oauth/token"}
 	f.public = oauth2.Config{ClientID: f.register(t, "Public app", "none").ClientID, Endpoint: endpoint, RedirectURL: redirectURI}
@@ -85,6 +87,16 @@ func (f *oauthFixture) connections(t *testing.T) []store.Connection {
 	var page controlapi.ConnectionPage
 	if code := f.s.Do(t, f.s.AdminKey, http.MethodGet, "/v1/connections?org_id=org-1&limit=500", nil, &page); code != 200 {
 		t.Fatalf("listing: %d", code)
+	}
+	return page.Connections
+}
+
+// appConnections lists the connections made through the app clientID.
+func (f *oauthFixture) appConnections(t *testing.T, clientID string) []store.Connection {
+	t.Helper()
+	var page controlapi.ConnectionPage
+	if code := f.s.Do(t, f.s.AdminKey, http.MethodGet, controlapi.PathConnections+"?app_id="+clientID, nil, &page); code != http.StatusOK {
+		t.Fatalf("listing the connections of %s: %d", clientID, code)
 	}
 	return page.Connections
 }
@@ -480,8 +492,9 @@ func TestOAuthMetadata(t *testing.T) {
 }
 
 // The consent form submitted twice (a double click, a browser that resends
-// it) gives the same code and one connection; a new flow of the same app
-// (a new PKCE challenge) gives a new one.
+// it) gives the same code, and once it is redeemed one connection; a new
+// flow of the same app (a new PKCE challenge) gives a new code, and a new
+// connection once that is redeemed.
 func TestOAuthConsentSubmittedTwice(t *testing.T) {
 	f := newOAuthFixture(t)
 	verifier := oauth2.GenerateVerifier()
@@ -492,19 +505,24 @@ func TestOAuthConsentSubmittedTwice(t *testing.T) {
 	if first == "" || first != second {
 		t.Fatalf("codes %q and %q, want one code for one flow", first, second)
 	}
-	connections := func() int {
-		var page controlapi.ConnectionPage
-		f.s.Do(t, f.s.AdminKey, http.MethodGet, controlapi.PathConnections+"?app_id="+f.public.ClientID, nil, &page)
-		return len(page.Connections)
-	}
-	if n := connections(); n != 1 {
-		t.Fatalf("%d connections after the form was submitted twice, want 1", n)
+	connections := func() int { return len(f.appConnections(t, f.public.ClientID)) }
+	if n := connections(); n != 0 {
+		t.Fatalf("%d connections after the form was submitted twice, before the code was redeemed, want none", n)
 	}
 	tok, err := f.public.Exchange(t.Context(), first, oauth2.VerifierOption(verifier))
 	if err != nil || tok.AccessToken == "" {
 		t.Fatalf("exchanging the code: %v", err)
 	}
-	f.authorize(t, f.public, "developer") // a new flow: a new connection
+	if n := connections(); n != 1 {
+		t.Fatalf("%d connections after the form was submitted twice and its code redeemed, want 1", n)
+	}
+	code, verifier := f.authorize(t, f.public, "developer") // a new flow: a new code
+	if code == first {
+		t.Fatal("a new flow got the first flow's code")
+	}
+	if _, err := f.public.Exchange(t.Context(), code, oauth2.VerifierOption(verifier)); err != nil {
+		t.Fatalf("exchanging the second flow's code: %v", err)
+	}
 	if n := connections(); n != 2 {
 		t.Errorf("%d connections after a second flow, want 2", n)
 	}

@@ -47,8 +47,11 @@ func (c *Control) serveToken(w http.ResponseWriter, r *http.Request) error {
 }
 
 // exchangeCode redeems an authorisation code (RFC 6749 section 4.1.3, RFC
-// 7636 section 4.6). The code is single-use: a second use ends the grant
-// the first one started, since the code has leaked (section 4.1.2).
+// 7636 section 4.6): the connection the person approved is created now, in
+// the transaction that takes the code and stores the first refresh token,
+// so that an approval never redeemed leaves no connection. The code is
+// single-use: a second use ends the grant the first one started, since
+// the code has leaked (section 4.1.2).
 func (c *Control) exchangeCode(r *http.Request, app store.App, form url.Values) (controlapi.TokenResponse, error) {
 	code, verifier := form.Get("code"), form.Get("code_verifier")
 	if code == "" {
@@ -83,6 +86,30 @@ func (c *Control) exchangeCode(r *http.Request, app store.App, form url.Values) 
 	case !pkceMatches(verifier, ac.Challenge):
 		return controlapi.TokenResponse{}, oauthFail(controlapi.OAuthInvalidGrant, "code_verifier does not match the code_challenge.")
 	}
+	refresh := newOpaqueToken()
+	first := store.RefreshToken{Hash: hashToken(refresh), AppID: app.ID, Scope: ac.Scope, IssuedAt: c.now().UTC()}
+	if ac.ConnectionID != "" {
+		return c.exchangeApprovedConnection(r, app, ac, hash, refresh, first)
+	}
+	ac, conn, err := c.store.RedeemCode(r.Context(), hash, first)
+	switch {
+	case errors.Is(err, store.ErrCodeUsed):
+		return controlapi.TokenResponse{}, c.codeReused(r, app, ac) // a concurrent exchange won
+	case errors.Is(err, store.ErrGrantNotFound):
+		return controlapi.TokenResponse{}, oauthFail(controlapi.OAuthInvalidGrant, "The code is unknown or expired, or its app was deleted.")
+	case err != nil:
+		return controlapi.TokenResponse{}, err
+	}
+	c.logger.Info("authorisation code redeemed: connection created", zap.String("client_id", app.ID), zap.String("connection_id", conn.ID),
+		zap.String("org_id", conn.OrgID), zap.String("principal", ac.ApprovedBy.ID), zap.Uint64("revision", conn.Revision))
+	return c.tokenAnswer(conn, refresh, ac.Scope)
+}
+
+// exchangeApprovedConnection redeems a code approved by a release that
+// created the connection at approval (ac.ConnectionID), still valid while
+// replicas of both releases share a store: the code is taken and the
+// refresh token saved for that connection, if it may still be used.
+func (c *Control) exchangeApprovedConnection(r *http.Request, app store.App, ac store.AuthCode, hash []byte, refresh string, first store.RefreshToken) (controlapi.TokenResponse, error) {
 	conn, err := c.grantConnection(r, ac.ConnectionID)
 	if err != nil {
 		return controlapi.TokenResponse{}, err
@@ -92,9 +119,8 @@ func (c *Control) exchangeCode(r *http.Request, app store.App, form url.Values) 
 	} else if err != nil {
 		return controlapi.TokenResponse{}, err
 	}
-	refresh := newOpaqueToken()
-	err = c.store.SaveRefreshToken(r.Context(), store.RefreshToken{Hash: hashToken(refresh), AppID: app.ID,
-		ConnectionID: conn.ID, Scope: ac.Scope, IssuedAt: c.now().UTC()})
+	first.ConnectionID = conn.ID
+	err = c.store.SaveRefreshToken(r.Context(), first)
 	if errors.Is(err, store.ErrAppNotFound) {
 		return controlapi.TokenResponse{}, oauthFail(controlapi.OAuthInvalidGrant, "The app was deleted.")
 	}
@@ -106,8 +132,11 @@ func (c *Control) exchangeCode(r *http.Request, app store.App, form url.Values) 
 }
 
 // codeReused ends the grant of a code exchanged before: the code has
-// leaked (RFC 6749 section 4.1.2). Only the app the code was issued to can
-// end it this way.
+// leaked (RFC 6749 section 4.1.2), so the tokens its first exchange issued
+// may be an attacker's. Ending a grant deletes its connection, as a reused
+// refresh token and a revocation do: deleted is terminal, so those tokens
+// can never work again, where a disabled connection could be enabled with
+// them. Only the app the code was issued to can end it this way.
 func (c *Control) codeReused(r *http.Request, app store.App, ac store.AuthCode) error {
 	if ac.AppID == app.ID {
 		if err := c.endGrant(r, ac.ConnectionID, appActor(r, app, "authorisation code used twice")); err != nil {
