@@ -176,6 +176,71 @@ func TestOAuthThroughTheBinary(t *testing.T) {
 	})
 }
 
+// Through the binary, with the OAuth client apps use: approving makes no
+// connection (an app that never exchanges its code leaves none on the
+// Connections List); the exchange makes exactly one, whose token passes the
+// gateway; the same code exchanged again is refused and the connection it
+// made is deleted, at the gateway too.
+func TestOAuthConnectionCreatedOnExchange(t *testing.T) {
+	d := newOAuthDemo(t)
+	d.start(t)
+	cfg := d.register(t, d.control)
+	ctx := context.Background()
+	connections := func() []any {
+		t.Helper()
+		code, page := d.api(t, http.MethodGet, "/v1/connections?org_id=org-1&app_id="+cfg.ClientID, "")
+		if code != http.StatusOK {
+			t.Fatalf("listing connections: %d %v", code, page)
+		}
+		conns, _ := page["connections"].([]any)
+		return conns
+	}
+	approve := func() (code, verifier string) {
+		verifier = oauth2.GenerateVerifier()
+		back := controltest.Authorize(t, d.control, cfg.AuthCodeURL("xyz", oauth2.S256ChallengeOption(verifier)), d.danaKey, "approve", "org-1")
+		if back.Query().Get("code") == "" {
+			t.Fatalf("no code in %s", back)
+		}
+		return back.Query().Get("code"), verifier
+	}
+	approve() // abandoned: its code is never exchanged
+	code, verifier := approve()
+	if conns := connections(); len(conns) != 0 {
+		t.Fatalf("after approvals, before any exchange: %v, want no connection", conns)
+	}
+	tok, err := cfg.Exchange(ctx, code, oauth2.VerifierOption(verifier))
+	if err != nil {
+		t.Fatalf("exchange: %v", err)
+	}
+	conns := connections()
+	if len(conns) != 1 {
+		t.Fatalf("after the exchange: %v, want one connection", conns)
+	}
+	if cid := conns[0].(map[string]any)["id"]; cid != connectionOf(t, d, tok.AccessToken) {
+		t.Errorf("the token acts through another connection than %v", cid)
+	}
+	if status, body := d.call(t, tok.AccessToken); status != http.StatusOK {
+		t.Fatalf("the access token through the gateway: %d %v", status, body)
+	}
+
+	var re *oauth2.RetrieveError
+	if _, err := cfg.Exchange(ctx, code, oauth2.VerifierOption(verifier)); !errors.As(err, &re) || re.ErrorCode != "invalid_grant" {
+		t.Fatalf("the code exchanged again: %v, want invalid_grant", err)
+	}
+	if conns := connections(); len(conns) != 1 || conns[0].(map[string]any)["status"] != "deleted" {
+		t.Errorf("after the code was exchanged again: %v, want the one connection, deleted", conns)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		status, _ := d.call(t, tok.AccessToken)
+		if status == http.StatusUnauthorized {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the gateway still answers %d to the first exchange's token", status)
+		}
+	}
+}
+
 // followsStatus disables, enables and deletes the token's connection and
 // checks both tokens each time.
 func followsStatus(t *testing.T, d *oauthDemo, cfg oauth2.Config, tok *oauth2.Token) {
