@@ -6,10 +6,14 @@ import (
 	"go/ast"
 	"go/parser"
 	"go/token"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/conngate/conngate/caddymodule/controlapi"
 )
 
 // The OpenAPI document and the routes describe the same API: a route the
@@ -40,6 +44,16 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 			served = append(served, method+" "+pattern)
 		}
 	}
+	// The OAuth endpoints check their methods themselves; each must reach
+	// its own handler, not the catch-all 404.
+	mux := (&Control{}).newRoutes().(*http.ServeMux)
+	for _, r := range oauthRoutes {
+		method, path, _ := strings.Cut(r, " ")
+		if _, pattern := mux.Handler(httptest.NewRequest(method, path, nil)); pattern == "/" {
+			t.Errorf("OAuth route %s is not served", r)
+		}
+		served = append(served, r)
+	}
 	slices.Sort(documented)
 	slices.Sort(served)
 	for _, r := range served {
@@ -54,44 +68,58 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 	}
 }
 
-// The document's ErrorCode enum lists exactly the codes of controlapi,
-// read from its source so that a new code cannot be missed.
+// oauthRoutes are the OAuth 2.0 endpoints Control.oauthRoutes registers
+// (routes.go), by the methods their handlers serve.
+var oauthRoutes = []string{
+	http.MethodGet + " " + controlapi.PathAuthorize,
+	http.MethodPost + " " + controlapi.PathAuthorize,
+	http.MethodPost + " " + controlapi.PathToken,
+	http.MethodPost + " " + controlapi.PathRevoke,
+	http.MethodPost + " " + controlapi.PathIntrospect,
+	http.MethodGet + " " + controlapi.PathOAuthMetadata,
+}
+
+// The document's ErrorCode and OAuthErrorCode enums list exactly the codes
+// of controlapi, read from its source so that a new code cannot be missed.
 func TestOpenAPIErrorCodes(t *testing.T) {
 	var doc struct {
 		Components struct {
-			Schemas struct {
-				ErrorCode struct {
-					Enum []string `json:"enum"`
-				} `json:"ErrorCode"`
+			Schemas map[string]struct {
+				Enum []string `json:"enum"`
 			} `json:"schemas"`
 		} `json:"components"`
 	}
 	if err := json.Unmarshal(openAPI, &doc); err != nil {
 		t.Fatalf("openapi.json: %v", err)
 	}
-	file, err := parser.ParseFile(token.NewFileSet(), "../controlapi/errors.go", nil, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var codes []string
-	ast.Inspect(file, func(n ast.Node) bool {
-		spec, ok := n.(*ast.ValueSpec)
-		if !ok || spec.Type == nil || fmt.Sprint(spec.Type) != "Code" {
-			return true
+	for _, tt := range []struct{ schema, file, goType string }{
+		{"ErrorCode", "../controlapi/errors.go", "Code"},
+		{"OAuthErrorCode", "../controlapi/oauth.go", "OAuthErrorCode"},
+	} {
+		file, err := parser.ParseFile(token.NewFileSet(), tt.file, nil, 0)
+		if err != nil {
+			t.Fatal(err)
 		}
-		for _, v := range spec.Values {
-			if lit, ok := v.(*ast.BasicLit); ok && lit.Kind == token.STRING {
-				code, _ := strconv.Unquote(lit.Value)
-				codes = append(codes, code)
+		var codes []string
+		ast.Inspect(file, func(n ast.Node) bool {
+			spec, ok := n.(*ast.ValueSpec)
+			if !ok || spec.Type == nil || fmt.Sprint(spec.Type) != tt.goType {
+				return true
 			}
+			for _, v := range spec.Values {
+				if lit, ok := v.(*ast.BasicLit); ok && lit.Kind == token.STRING {
+					code, _ := strconv.Unquote(lit.Value)
+					codes = append(codes, code)
+				}
+			}
+			return true
+		})
+		documented := slices.Clone(doc.Components.Schemas[tt.schema].Enum)
+		slices.Sort(codes)
+		slices.Sort(documented)
+		if len(codes) == 0 || !slices.Equal(codes, documented) {
+			t.Errorf("%s enum %v, controlapi's %s codes %v", tt.schema, documented, tt.goType, codes)
 		}
-		return true
-	})
-	documented := slices.Clone(doc.Components.Schemas.ErrorCode.Enum)
-	slices.Sort(codes)
-	slices.Sort(documented)
-	if len(codes) == 0 || !slices.Equal(codes, documented) {
-		t.Errorf("ErrorCode enum %v, controlapi's codes %v", documented, codes)
 	}
 }
 

@@ -12,8 +12,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"mime"
 	"net/http"
+	"net/url"
 	"path"
 	"slices"
 	"strings"
@@ -76,75 +78,158 @@ type Exchange struct {
 	Body []byte
 }
 
-// pages are the Connections List page and its assets, which the control
-// handler serves beside the API; they are not part of it.
-var pages = map[string]bool{"/": true, "/connections": true, "/assets/app.js": true, "/assets/app.css": true}
+// pages are the Connections List page, its assets and the stylesheet of
+// the authorisation pages, which the control handler serves beside the API;
+// they are not part of it.
+var pages = map[string]bool{"/": true, "/connections": true, "/assets/app.js": true, "/assets/app.css": true, "/oauth/oauth.css": true}
 
 // outsideAPI reports whether r is for what the control handler serves beside
-// the API: the page, and the OAuth 2.0 endpoints, which speak the RFCs'
-// formats (controlapi/oauth.go) rather than this document's.
+// the API.
 func outsideAPI(r *http.Request) bool {
-	p := r.URL.Path
-	return (r.Method == http.MethodGet || r.Method == http.MethodHead) && pages[p] ||
-		strings.HasPrefix(p, "/oauth/") || p == "/.well-known/oauth-authorization-server"
+	return (r.Method == http.MethodGet || r.Method == http.MethodHead) && pages[r.URL.Path]
 }
 
 // Check reports how the exchange leaves the document, or nil. The request
 // is checked too: a request the document refuses must be refused with a
 // documented error answer, not served.
-func (c *Contract) Check(ex Exchange) (err error) {
-	defer func() {
-		if p := recover(); p != nil { // a checker bug must not cost the server its answer
-			err = fmt.Errorf("%s %s answered %d: the check failed: %v", ex.Request.Method, ex.Request.URL.RequestURI(), ex.Status, p)
-		}
-	}()
-	if err := c.check(ex); err != nil {
-		return fmt.Errorf("%s %s answered %d: %w", ex.Request.Method, ex.Request.URL.RequestURI(), ex.Status, err)
-	}
-	return nil
+func (c *Contract) Check(ex Exchange) error {
+	_, err := c.checkOperation(ex)
+	return err
 }
 
-func (c *Contract) check(ex Exchange) error {
+// checkOperation is Check that also says which operation the exchange was
+// checked against: its operationId, or "" when it was checked against none
+// (a page beside the API, an unknown path, a wrong method).
+func (c *Contract) checkOperation(ex Exchange) (operationID string, err error) {
+	defer func() {
+		if p := recover(); p != nil { // a checker bug must not cost the server its answer
+			operationID, err = "", fmt.Errorf("%s %s answered %d: the check failed: %v", ex.Request.Method, ex.Request.URL.RequestURI(), ex.Status, p)
+		}
+	}()
+	operationID, err = c.check(ex)
+	if err != nil {
+		return "", fmt.Errorf("%s %s answered %d: %w", ex.Request.Method, ex.Request.URL.RequestURI(), ex.Status, err)
+	}
+	return operationID, nil
+}
+
+func (c *Contract) check(ex Exchange) (operationID string, err error) {
 	req := ex.Request
 	if outsideAPI(req) {
-		return nil
+		return "", nil
 	}
 	if unclean(req.URL.EscapedPath()) {
 		if ex.Status != http.StatusTemporaryRedirect || ex.Header.Get("Location") == "" {
-			return errors.New("a path with empty or dot segments is answered 307 with the clean path in Location, the document says")
+			return "", errors.New("a path with empty or dot segments is answered 307 with the clean path in Location, the document says")
 		}
-		return nil
+		return "", nil
 	}
 	probe := probeRequest(ex)
 	route, params, err := c.router.FindRoute(probe)
 	switch {
 	case errors.Is(err, routers.ErrPathNotFound):
-		return c.checkOutside(ex, probe, "UnknownPath", http.StatusNotFound)
+		return "", c.checkOutside(ex, probe, "UnknownPath", http.StatusNotFound)
 	case errors.Is(err, routers.ErrMethodNotAllowed):
-		if err := c.checkOutside(ex, probe, "MethodNotAllowed", http.StatusMethodNotAllowed); err != nil {
-			return err
+		name, status, err := c.wrongMethod(probe)
+		if err != nil {
+			return "", err
 		}
-		if got, want := ex.Header.Get("Allow"), c.allowed(probe); got != want {
-			return fmt.Errorf("Allow: %q, but the document has %q for this path", got, want)
+		if err := c.checkOutside(ex, probe, name, status); err != nil {
+			return "", err
 		}
-		return nil
+		if got, want := ex.Header.Get("Allow"), c.allowed(probe); status == http.StatusMethodNotAllowed && got != want {
+			return "", fmt.Errorf("Allow: %q, but the document has %q for this path", got, want)
+		}
+		return "", nil
 	case err != nil:
-		return fmt.Errorf("finding the operation: %w", err)
+		return "", fmt.Errorf("finding the operation: %w", err)
 	}
 
 	in := &openapi3filter.RequestValidationInput{
 		Request: probe, PathParams: params, Route: route,
-		Options: &openapi3filter.Options{AuthenticationFunc: bearerPresent, SkipSettingDefaults: true},
+		Options: &openapi3filter.Options{AuthenticationFunc: credentialsPresent, SkipSettingDefaults: true},
 	}
 	requestErr := openapi3filter.ValidateRequest(context.Background(), in)
-	if err := c.checkAnswer(ex, in); err != nil {
-		return err
+	if requestErr == nil {
+		requestErr = repeatedFormField(probe, ex.RequestBody)
 	}
-	if requestErr != nil && ex.Status < 400 {
-		return fmt.Errorf("the request is outside the document, yet it was served: %w", requestErr)
+	if err := c.checkAnswer(ex, in); err != nil {
+		return "", err
+	}
+	if requestErr != nil && !refused(ex) {
+		return "", fmt.Errorf("the request is outside the document, yet it was served: %w", requestErr)
+	}
+	return route.Operation.OperationID, nil
+}
+
+// refused reports whether the answer turns the request down: an error
+// status, or an OAuth 2.0 authorisation error sent back to the app's
+// redirect URI (RFC 6749 section 4.1.2.1), a redirect with an error
+// parameter.
+func refused(ex Exchange) bool {
+	if ex.Status >= 400 {
+		return true
+	}
+	if ex.Status < 300 || ex.Status >= 400 {
+		return false
+	}
+	u, err := url.Parse(ex.Header.Get("Location"))
+	return err == nil && u.Query().Has("error")
+}
+
+// repeatedFormField refuses a form-encoded body that gives a field more than
+// once: OAuth 2.0 forbids it (RFC 6749 section 3.2), and kin-openapi would
+// validate only one of the values (the first non-empty one).
+func repeatedFormField(r *http.Request, body []byte) error {
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/x-www-form-urlencoded" {
+		return nil
+	}
+	form, err := url.ParseQuery(string(body))
+	if err != nil {
+		return fmt.Errorf("the form-encoded body cannot be parsed: %w", err)
+	}
+	for _, name := range slices.Sorted(maps.Keys(form)) {
+		if len(form[name]) > 1 {
+			return fmt.Errorf("form field %q is given %d times", name, len(form[name]))
+		}
 	}
 	return nil
 }
+
+// wrongMethod names the shared answer, in components/responses, to a method
+// the document does not have for a path it lists, and its status: the path
+// item's x-wrong-method ({"status": 405, "response": "#/components/responses/Name"})
+// where the path answers it in its own format, else MethodNotAllowed.
+func (c *Contract) wrongMethod(r *http.Request) (name string, status int, err error) {
+	item := c.pathItem(r)
+	if item == nil || item.Extensions["x-wrong-method"] == nil {
+		return "MethodNotAllowed", http.StatusMethodNotAllowed, nil
+	}
+	ext, _ := item.Extensions["x-wrong-method"].(map[string]any)
+	code, _ := ext["status"].(float64)
+	ref, _ := ext["response"].(string)
+	name, found := strings.CutPrefix(ref, "#/components/responses/")
+	if !found || code < 100 || code > 599 {
+		return "", 0, fmt.Errorf("x-wrong-method of %s is not {\"status\": <status>, \"response\": \"#/components/responses/<name>\"}", r.URL.Path)
+	}
+	return name, int(code), nil
+}
+
+// pathItem is the path item of the document that holds r's path, found
+// through a method it has.
+func (c *Contract) pathItem(r *http.Request) *openapi3.PathItem {
+	for _, m := range methods {
+		probe := r.Clone(context.Background())
+		probe.Method = m
+		if route, _, err := c.router.FindRoute(probe); err == nil {
+			return route.PathItem
+		}
+	}
+	return nil
+}
+
+// methods are those a path item may have operations for.
+var methods = []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodOptions, http.MethodTrace}
 
 // probeRequest is the request as the document sees it: with its body, HEAD
 // as GET (which the server answers it as), and a body without Content-Type
@@ -164,15 +249,20 @@ func probeRequest(ex Exchange) *http.Request {
 	return probe
 }
 
-// checkAnswer validates the answer against the operation of in.Route.
+// checkAnswer validates the answer against the operation of in.Route. Only
+// a JSON body is looked into: a stream's body is the stream, an HTML page is
+// for people, and a redirect's body (net/http writes a link on GET) is a
+// courtesy the document leaves out.
 func (c *Contract) checkAnswer(ex Exchange, in *openapi3filter.RequestValidationInput) error {
 	stream := mediaType(ex.Header) == "text/event-stream"
 	head := ex.Request.Method == http.MethodHead
+	redirect := ex.Status >= 300 && ex.Status < 400
+	opaque := stream || head || redirect || !isJSON(mediaType(ex.Header))
 	out := &openapi3filter.ResponseValidationInput{
 		RequestValidationInput: in,
 		Status:                 ex.Status,
 		Header:                 ex.Header,
-		Options:                &openapi3filter.Options{IncludeResponseStatus: true, ExcludeResponseBody: stream || head},
+		Options:                &openapi3filter.Options{IncludeResponseStatus: true, ExcludeResponseBody: opaque},
 	}
 	out.SetBodyBytes(ex.Body)
 	if err := openapi3filter.ValidateResponse(context.Background(), out); err != nil {
@@ -185,7 +275,7 @@ func (c *Contract) checkAnswer(ex Exchange, in *openapi3filter.RequestValidation
 	}
 	documented := ref.Value
 	if len(documented.Content) == 0 {
-		if len(ex.Body) > 0 {
+		if len(ex.Body) > 0 && !redirect {
 			return fmt.Errorf("the document has no body for %d, the answer has %d bytes", ex.Status, len(ex.Body))
 		}
 		return nil
@@ -194,7 +284,7 @@ func (c *Contract) checkAnswer(ex Exchange, in *openapi3filter.RequestValidation
 	if media == nil {
 		return fmt.Errorf("Content-Type %q is not one the document has for %d", ex.Header.Get("Content-Type"), ex.Status)
 	}
-	if stream || head || media.Schema == nil {
+	if opaque || media.Schema == nil {
 		return nil
 	}
 	var body any
@@ -226,27 +316,38 @@ func (c *Contract) checkOutside(ex Exchange, probe *http.Request, name string, s
 // allowed lists the methods the document has for the path of r, as the
 // server's Allow header does.
 func (c *Contract) allowed(r *http.Request) string {
-	var methods []string
-	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodOptions, http.MethodTrace} {
+	var have []string
+	for _, m := range methods {
 		probe := r.Clone(context.Background())
 		probe.Method = m
 		if _, _, err := c.router.FindRoute(probe); err == nil {
-			methods = append(methods, m)
+			have = append(have, m)
 		}
 	}
-	slices.Sort(methods)
-	return strings.Join(methods, ", ")
+	slices.Sort(have)
+	return strings.Join(have, ", ")
 }
 
-// bearerPresent stands in for the server's key check: the document can only
-// say that a Bearer key is sent, not whether it is a known one (an unknown
-// key gets the documented 401).
-func bearerPresent(_ context.Context, in *openapi3filter.AuthenticationInput) error {
-	scheme, key, ok := strings.Cut(in.RequestValidationInput.Request.Header.Get("Authorization"), " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") || key == "" {
-		return errors.New("no Authorization: Bearer <key>")
+// credentialsPresent stands in for the server's checks of keys and client
+// credentials: the document can only say that credentials of the scheme's
+// kind are sent (Authorization: Bearer <key>, or Basic with a user), not
+// whether they are right ones (wrong ones get the documented 401).
+func credentialsPresent(_ context.Context, in *openapi3filter.AuthenticationInput) error {
+	r := in.RequestValidationInput.Request
+	switch s := in.SecurityScheme; {
+	case s.Type == "http" && strings.EqualFold(s.Scheme, "basic"):
+		if user, _, ok := r.BasicAuth(); !ok || user == "" {
+			return errors.New("no Authorization: Basic <client credentials>")
+		}
+		return nil
+	case s.Type == "http" && strings.EqualFold(s.Scheme, "bearer"):
+		scheme, key, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+		if !ok || !strings.EqualFold(scheme, "Bearer") || key == "" {
+			return errors.New("no Authorization: Bearer <key>")
+		}
+		return nil
 	}
-	return nil
+	return fmt.Errorf("security scheme %q is not one contracttest knows", in.SecuritySchemeName)
 }
 
 // unclean reports whether p has empty or dot segments, which the server's
@@ -262,6 +363,10 @@ func unclean(p string) bool {
 func mediaType(h http.Header) string {
 	mt, _, _ := mime.ParseMediaType(h.Get("Content-Type"))
 	return mt
+}
+
+func isJSON(mediaType string) bool {
+	return mediaType == "application/json" || strings.HasSuffix(mediaType, "+json")
 }
 
 // undocumented lists the properties of v that schema s does not declare,

@@ -4,6 +4,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +20,35 @@ func jsonHeader(extra ...string) http.Header {
 		h.Set(extra[i], extra[i+1])
 	}
 	return h
+}
+
+// oauthHeader is the header of an OAuth endpoint's JSON answer.
+func oauthHeader(extra ...string) http.Header {
+	return jsonHeader(append([]string{"Pragma", "no-cache"}, extra...)...)
+}
+
+// pageHeader is the header of an authorisation page.
+func pageHeader(extra ...string) http.Header {
+	h := http.Header{"Content-Type": {"text/html; charset=utf-8"}, "Cache-Control": {"no-store"},
+		"Content-Security-Policy": {"default-src 'none'; style-src 'self'; img-src 'self'; frame-ancestors 'none'; base-uri 'none'"},
+		"X-Frame-Options":         {"DENY"}, "X-Content-Type-Options": {"nosniff"}, "Referrer-Policy": {"no-referrer"}}
+	for i := 0; i+1 < len(extra); i += 2 {
+		h.Set(extra[i], extra[i+1])
+	}
+	return h
+}
+
+// challenge is a valid PKCE code_challenge.
+const challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+
+// form is a form-encoded POST to an OAuth endpoint, with header pairs.
+func form(target string, header ...string) *http.Request {
+	r := httptest.NewRequest(http.MethodPost, target, nil)
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	for i := 0; i+1 < len(header); i += 2 {
+		r.Header.Set(header[i], header[i+1])
+	}
+	return r
 }
 
 func request(method, target, key string) *http.Request {
@@ -108,8 +139,57 @@ func TestCheck(t *testing.T) {
 			Header: http.Header{"Content-Type": {"text/event-stream"}, "Cache-Control": {"no-store"}}}, "X-Accel-Buffering"},
 		{"the change stream as JSON", Exchange{Request: request("GET", "/v1/events", key), Status: 200,
 			Header: jsonHeader("X-Accel-Buffering", "no"), Body: []byte(`{}`)}, "Content-Type"},
-		{"an OAuth endpoint", Exchange{Request: request("POST", "/oauth/token", ""), Status: 400,
-			Header: http.Header{"Content-Type": {"application/json"}}, Body: []byte(`{"error":"invalid_grant"}`)}, ""},
+		{"an OAuth error", Exchange{Request: form("/oauth/token"), RequestBody: []byte("grant_type=authorization_code&code=c&client_id=app_1"), Status: 400,
+			Header: oauthHeader(), Body: []byte(`{"error":"invalid_request","error_description":"code_verifier is required."}`)}, ""},
+		{"an OAuth error without Pragma", Exchange{Request: form("/oauth/token"), RequestBody: []byte("grant_type=authorization_code&code=c&client_id=app_1"), Status: 400,
+			Header: jsonHeader(), Body: []byte(`{"error":"invalid_request"}`)}, "Pragma"},
+		{"an OAuth error in the API's format", Exchange{Request: form("/oauth/token"), RequestBody: []byte("grant_type=x"), Status: 400,
+			Header: oauthHeader(), Body: []byte(`{"error":"invalid_request","message":"No."}`)}, ".message"},
+		{"an OAuth error code the endpoint does not answer", Exchange{Request: form("/oauth/revoke"), RequestBody: []byte("token=t&client_id=app_1"), Status: 400,
+			Header: oauthHeader(), Body: []byte(`{"error":"invalid_grant"}`)}, "invalid_grant"},
+		{"a token answer", Exchange{Request: form("/oauth/token"), RequestBody: []byte("grant_type=refresh_token&refresh_token=r&client_id=app_1"), Status: 200,
+			Header: oauthHeader(), Body: []byte(`{"access_token":"x.y.z","token_type":"Bearer","expires_in":900,"refresh_token":"r2"}`)}, ""},
+		{"a token answer with a property the document lacks", Exchange{Request: form("/oauth/token"), RequestBody: []byte("grant_type=refresh_token&refresh_token=r&client_id=app_1"), Status: 200,
+			Header: oauthHeader(), Body: []byte(`{"access_token":"x.y.z","token_type":"Bearer","expires_in":900,"refresh_token":"r2","id_token":"i"}`)}, ".id_token"},
+		{"a form field twice, served", Exchange{Request: form("/oauth/token"), RequestBody: []byte("grant_type=refresh_token&refresh_token=r&refresh_token=s&client_id=app_1"), Status: 200,
+			Header: oauthHeader(), Body: []byte(`{"access_token":"x.y.z","token_type":"Bearer","expires_in":900,"refresh_token":"r2"}`)}, `"refresh_token" is given 2 times`},
+		{"a code exchange without its PKCE verifier, served", Exchange{Request: form("/oauth/token"), RequestBody: []byte("grant_type=authorization_code&code=c&client_id=app_1"), Status: 200,
+			Header: oauthHeader(), Body: []byte(`{"access_token":"x.y.z","token_type":"Bearer","expires_in":900,"refresh_token":"r2"}`)}, "outside the document"},
+		{"a JSON token request, served", Exchange{Request: request("POST", "/oauth/token", ""), RequestBody: []byte(`{"grant_type":"refresh_token","refresh_token":"r"}`), Status: 200,
+			Header: oauthHeader(), Body: []byte(`{"access_token":"x.y.z","token_type":"Bearer","expires_in":900,"refresh_token":"r2"}`)}, "Content-Type"},
+		{"invalid_client", Exchange{Request: form("/oauth/token"), RequestBody: []byte("grant_type=refresh_token&refresh_token=r&client_id=app_1"), Status: 401,
+			Header: oauthHeader("WWW-Authenticate", `Basic realm="conngate"`), Body: []byte(`{"error":"invalid_client"}`)}, ""},
+		{"invalid_client without a challenge", Exchange{Request: form("/oauth/token"), RequestBody: []byte("grant_type=refresh_token&refresh_token=r&client_id=app_1"), Status: 401,
+			Header: oauthHeader(), Body: []byte(`{"error":"invalid_client"}`)}, "WWW-Authenticate"},
+		{"a revocation", Exchange{Request: form("/oauth/revoke"), RequestBody: []byte("token=t&client_id=app_1"), Status: 200, Header: http.Header{"Cache-Control": {"no-store"}}}, ""},
+		{"a revocation with a body", Exchange{Request: form("/oauth/revoke"), RequestBody: []byte("token=t&client_id=app_1"), Status: 200, Header: oauthHeader(), Body: []byte(`{}`)}, "no body"},
+		{"an inactive token", Exchange{Request: form("/oauth/introspect", "Authorization", "Bearer k"), RequestBody: []byte("token=t"), Status: 200,
+			Header: oauthHeader(), Body: []byte(`{"active":false}`)}, ""},
+		{"an inactive token with its details", Exchange{Request: form("/oauth/introspect", "Authorization", "Bearer k"), RequestBody: []byte("token=t"), Status: 200,
+			Header: oauthHeader(), Body: []byte(`{"active":false,"cid":"conn_1"}`)}, "Introspection"},
+		{"an active token", Exchange{Request: form("/oauth/introspect", "Authorization", "Basic YXBwXzE6cw=="), RequestBody: []byte("token=t"), Status: 200,
+			Header: oauthHeader(), Body: []byte(`{"active":true,"client_id":"app_1","sub":"user-1","token_type":"refresh_token","iat":1,"cid":"conn_1"}`)}, ""},
+		{"an authorisation refused back to the app", Exchange{Request: request("GET", "/oauth/authorize?client_id=app_1&response_type=token", ""), Status: 303,
+			Header: http.Header{"Location": {"https://app.example/cb?error=unsupported_response_type&state=s"}, "Content-Type": {"text/html; charset=utf-8"}},
+			Body:   []byte(`<a href="https://app.example/cb">See Other</a>.`)}, ""},
+		{"an authorisation request outside the document, granted", Exchange{Request: request("GET", "/oauth/authorize?client_id=app_1&response_type=token", ""), Status: 303,
+			Header: http.Header{"Location": {"https://app.example/cb?code=c&state=s"}}}, "outside the document"},
+		{"the sign-in page", Exchange{Request: request("GET", "/oauth/authorize?client_id=app_1&response_type=code&code_challenge="+challenge+"&code_challenge_method=S256", ""),
+			Status: 200, Header: pageHeader(), Body: []byte("<!doctype html>")}, ""},
+		{"a page that may be framed", Exchange{Request: request("GET", "/oauth/authorize?client_id=app_1&response_type=code&code_challenge="+challenge+"&code_challenge_method=S256", ""),
+			Status: 200, Header: pageHeader("X-Frame-Options", "SAMEORIGIN"), Body: []byte("<!doctype html>")}, "X-Frame-Options"},
+		{"a page as JSON", Exchange{Request: request("GET", "/oauth/authorize?client_id=app_nope", ""),
+			Status: 400, Header: pageHeader("Content-Type", "application/json"), Body: []byte(`{}`)}, "Content-Type"},
+		{"a wrong method at the token endpoint", Exchange{Request: request("GET", "/oauth/token", ""), Status: 405,
+			Header: oauthHeader("Allow", "POST"), Body: []byte(`{"error":"invalid_request","error_description":"GET is not allowed here; use POST."}`)}, ""},
+		{"a wrong method at the token endpoint, in the API's format", Exchange{Request: request("GET", "/oauth/token", ""), Status: 405,
+			Header: jsonHeader("Allow", "POST"), Body: []byte(`{"error":"method_not_allowed","message":"No."}`)}, "Pragma"},
+		{"a wrong method at the authorisation endpoint", Exchange{Request: request("PUT", "/oauth/authorize", ""), Status: 405,
+			Header: pageHeader("Allow", "GET, POST"), Body: []byte("<!doctype html>")}, ""},
+		{"a wrong method at the metadata", Exchange{Request: request("POST", "/.well-known/oauth-authorization-server", ""), Status: 404,
+			Header: jsonHeader(), Body: []byte(`{"error":"not_found","message":"No such endpoint: POST /.well-known/oauth-authorization-server."}`)}, ""},
+		{"the stylesheet of the pages", Exchange{Request: request("GET", "/oauth/oauth.css", ""), Status: 200,
+			Header: http.Header{"Content-Type": {"text/css; charset=utf-8"}}, Body: []byte("body{}")}, ""},
 		{"a connection made through OAuth", Exchange{Request: request("GET", "/v1/connections/conn_1", key), Status: 200, Header: jsonHeader(),
 			Body: []byte(`{"connection":` + strings.Replace(conn, `"revision":7`, `"revision":7,"app_id":"app_1"`, 1) + `}`)}, ""},
 		{"the page", Exchange{Request: request("GET", "/connections", ""), Status: 200,
@@ -207,5 +287,55 @@ func TestParse(t *testing.T) {
 		"content":{"application/json":{"schema":{"$ref":"#/components/schemas/Missing"}}}}}}}}}`
 	if _, err := Parse([]byte(broken)); err == nil {
 		t.Error("a document with a dangling $ref was accepted")
+	}
+}
+
+// The transport reports what the server answers, lets the answer through
+// unchanged, and counts as covered only the documented answers that were
+// checked and kept to the document.
+func TestTransport(t *testing.T) {
+	c, err := Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		switch r.URL.Path {
+		case "/oauth/token": // a token answer without Pragma
+			io.WriteString(w, `{"access_token":"x.y.z","token_type":"Bearer","expires_in":900,"refresh_token":"r2"}`)
+		case "/oauth/revoke":
+			w.Header().Del("Content-Type")
+		default: // a page beside the API, not checked against an operation
+			w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		}
+	}))
+	defer srv.Close()
+	var reports []string
+	tr := &Transport{Contract: c, Report: func(err error) { reports = append(reports, err.Error()) }}
+	client := &http.Client{Transport: tr}
+	form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {"r"}, "token": {"t"}, "client_id": {"app_1"}}
+	for _, path := range []string{"/oauth/token", "/oauth/revoke", "/connections"} {
+		var resp *http.Response
+		var err error
+		if path == "/connections" {
+			resp, err = client.Get(srv.URL + path)
+		} else {
+			resp, err = client.PostForm(srv.URL+path, form)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if path == "/oauth/token" && !strings.Contains(string(body), `"refresh_token":"r2"`) {
+			t.Errorf("the answer was changed on its way: %s", body)
+		}
+	}
+	if len(reports) != 1 || !strings.Contains(reports[0], "POST /oauth/token answered 200") || !strings.Contains(reports[0], "Pragma") {
+		t.Errorf("reports %q, want one of the token answer's missing Pragma", reports)
+	}
+	if got := tr.Covered(); !slices.Equal(got, []string{"revoke 200"}) {
+		t.Errorf("covered %q, want [revoke 200]", got)
 	}
 }
