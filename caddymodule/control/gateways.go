@@ -81,6 +81,11 @@ type instanceState struct {
 	// from the store.
 	lastSeen, goneAt time.Time
 	dirty            bool // changed since the last save
+	// newest is the sha-256 of the ack key of its newest stream, kept once
+	// that stream has ended: a process that moved to another control
+	// endpoint can still leave this one, and a leave sent with the key of
+	// an older stream cannot forget it after it came back.
+	newest [32]byte
 }
 
 // gatewayStream is one open change stream of a gateway process.
@@ -165,6 +170,7 @@ func (g *gatewayRegistry) subscribe(gatewayID, instance string) *gatewayStream {
 	}
 	st.streams++
 	st.current, st.goneAt, st.lastSeen, st.dirty = s, time.Time{}, now, true
+	st.newest = s.ackHash
 	s.inst = st
 	g.byAckKey[s.ackHash] = s
 	g.broadcast()
@@ -238,16 +244,30 @@ func (g *gatewayRegistry) saveSoon() {
 	}
 }
 
-// leave forgets the process behind the stream: it stops on purpose.
+// leave forgets the process whose newest stream, open or ended, has the ack
+// key: it stops on purpose, or its stream moved to another control
+// endpoint.
 func (g *gatewayRegistry) leave(ctx context.Context, gatewayID, ackKey string) error {
+	h := sha256.Sum256([]byte(ackKey))
 	g.mu.Lock()
-	s, err := g.streamOf(gatewayID, ackKey)
-	if err != nil {
-		g.mu.Unlock()
-		return err
+	var st *instanceState
+	if s := g.byAckKey[h]; s != nil {
+		st = s.inst
+	} else {
+		for _, ended := range g.instances {
+			if ended.newest == h {
+				st = ended
+				break
+			}
+		}
 	}
-	k := s.inst.instanceKey
-	if g.instances[k] == s.inst {
+	if st == nil || st.gatewayID != gatewayID || st.newest != h {
+		g.mu.Unlock()
+		return controlapi.Errorf(http.StatusNotFound, controlapi.CodeGatewayNotSubscribed,
+			"Gateway %s has no process whose newest change stream has this ack key; a process leaves with the %s of its newest stream.", gatewayID, controlapi.AckKeyHeader)
+	}
+	k := st.instanceKey
+	if g.instances[k] == st {
 		delete(g.instances, k)
 	}
 	g.broadcast()

@@ -349,3 +349,111 @@ func (f *front) holdEveryLeave(t *testing.T) {
 	f.mu.Unlock()
 	t.Cleanup(func() { close(hold) }) // before f.Close, which waits for them
 }
+
+// processes lists the processes of gatewayID that the control endpoint s
+// knows.
+func processes(t *testing.T, s *controltest.Server, gatewayID string) []controlapi.Gateway {
+	t.Helper()
+	var list controlapi.GatewayList
+	if code := s.Do(t, s.AdminKey, http.MethodGet, controlapi.PathGateways, nil, &list); code != http.StatusOK {
+		t.Fatalf("listing gateways: %d", code)
+	}
+	var out []controlapi.Gateway
+	for _, gw := range list.Gateways {
+		if gw.ID == gatewayID {
+			out = append(out, gw)
+		}
+	}
+	return out
+}
+
+// movedToSecond fails the stream of a gate over from the first of two
+// control endpoints of their own stores, A (behind a front) and B: A ends
+// the stream and refuses new ones, and the stream moves to B, which
+// answers with a reset.
+func movedToSecond(t *testing.T) (g *Gate, a *controltest.Server, fa *front, b *controltest.Server) {
+	t.Helper()
+	a = controltest.Start(t, controltest.Options{})
+	b = controltest.Start(t, controltest.Options{GatewayKey: a.GatewayKey})
+	fa = newFront(t, a)
+	g = newGate(t, a, func(g *Gate) {
+		g.ControlURL = ""
+		g.ControlURLs = []string{fa.URL, b.URL}
+	})
+	a.Create(t, "org-1") // a position in A's history, which B does not have
+	b.Create(t, "org-1")
+	eventually(t, within, "A lists the process, connected", func() bool {
+		ps := processes(t, a, g.GatewayID)
+		return len(ps) == 1 && ps[0].Connected && ps[0].AppliedRevision == 1
+	})
+	return g, a, fa, b
+}
+
+// A gateway whose stream moves from endpoint A to endpoint B of another
+// store tells A it left, with the ack key of its stream there: A forgets the
+// process at once, instead of counting it (and ?wait=applied reporting it
+// pending) for gateway_retention.
+func TestStreamLeavesTheEndpointItMovedFrom(t *testing.T) {
+	g, a, fa, b := movedToSecond(t)
+	fa.dropStreams()
+	eventually(t, within, "stream in sync at B", func() bool {
+		open := g.source.stream.open.Load()
+		return g.source.connected.Load() && open.base == b.URL
+	})
+	eventually(t, within, "A forgot the process", func() bool { return len(processes(t, a, g.GatewayID)) == 0 })
+	if n := fa.leaves.Load(); n != 1 {
+		t.Errorf("%d leaves at A, want 1", n)
+	}
+	if ps := processes(t, b, g.GatewayID); len(ps) != 1 || !ps[0].Connected {
+		t.Errorf("B lists %+v, want the process, connected", ps)
+	}
+	c := a.Create(t, "org-1")
+	var out controlapi.Applied
+	a.Do(t, a.AdminKey, http.MethodPost, controlapi.ActionPath(c.Connection.ID, "disable")+"?wait=applied&timeout=2s", nil, &out)
+	if out.Gateways != 0 || len(out.Pending) != 0 {
+		t.Errorf("?wait=applied at A after the gateway left: %+v, want nobody to wait for", out)
+	}
+}
+
+// A leave that hangs (A unreachable, the usual reason to fail over) does
+// not hold up the stream at B; it is given up after leaveTimeout.
+func TestLeaveToAHangingEndpointDoesNotDelayTheNewStream(t *testing.T) {
+	g, _, fa, b := movedToSecond(t)
+	fa.holdEveryLeave(t)
+	dropped := time.Now()
+	fa.dropStreams()
+	eventually(t, within, "stream in sync at B", func() bool {
+		open := g.source.stream.open.Load()
+		return g.source.connected.Load() && open.base == b.URL
+	})
+	if took := time.Since(dropped); took >= leaveTimeout {
+		t.Fatalf("stream in sync at B %s after the drop, want it before the held leave times out (%s)", took, leaveTimeout)
+	}
+	eventually(t, within, "the leave reached A", func() bool { return fa.leaves.Load() == 1 })
+}
+
+// A stream that moves between two endpoints of one store resumes there and
+// posts no leave: the endpoint it left sees the process through the store,
+// connected elsewhere, and a leave would erase what the other saved there.
+func TestStreamResumedAtAReplicaLeavesNothing(t *testing.T) {
+	s := controltest.Start(t, controltest.Options{})
+	f := newFront(t, s) // a second endpoint of the same store
+	g := newGate(t, s, func(g *Gate) {
+		g.ControlURL = ""
+		g.ControlURLs = []string{f.URL, s.URL}
+	})
+	s.Create(t, "org-1")
+	eventually(t, within, "the change applied", func() bool { return g.source.applied.Load() == 1 })
+	f.dropStreams()
+	eventually(t, within, "stream in sync at the other endpoint", func() bool {
+		open := g.source.stream.open.Load()
+		return g.source.connected.Load() && open.base == s.URL
+	})
+	time.Sleep(100 * time.Millisecond) // time for a leave, were one sent
+	if n := f.leaves.Load(); n != 0 {
+		t.Errorf("%d leaves, want none", n)
+	}
+	if ps := processes(t, s, g.GatewayID); len(ps) != 1 || !ps[0].Connected {
+		t.Errorf("the store's endpoints list %+v, want the process, connected", ps)
+	}
+}

@@ -82,6 +82,7 @@ type statusSource struct {
 	eventTTL    atomic.Int64
 	stop        context.CancelFunc
 	stopped     chan struct{}
+	leaving     sync.WaitGroup // leaves posted to endpoints the stream moved from
 	startStream func()
 	startOnce   sync.Once
 	closeOnce   sync.Once
@@ -178,6 +179,7 @@ func (s *statusSource) Destruct() error {
 		s.stop()
 		s.startOnce.Do(func() { close(s.stopped) }) // never started: no stream to wait for
 		<-s.stopped
+		s.leaving.Wait() // their context has ended with the stream's
 		s.writes.Lock()
 		s.closed = true
 		s.writes.Unlock()

@@ -53,6 +53,9 @@ type streamState struct {
 	// heartbeat is the interval the control endpoint announced.
 	heartbeat time.Duration
 	open      atomic.Pointer[openStream] // the stream open now
+	// cleared is set when the stream open now cleared the cache (a reset,
+	// or a first sync): it did not continue the history of the one before.
+	cleared bool
 }
 
 // openStream is where a stream is open and the ack key it gave: its
@@ -82,6 +85,32 @@ func (s *statusSource) leave() {
 	if err := s.client.leave(ctx, open.base, s.gatewayID, open.ackKey); err != nil {
 		s.logger.Debug("telling the control endpoint this gateway leaves", zap.Error(err))
 	}
+}
+
+// leaveTimeout bounds the leave posted to an endpoint the stream moved
+// away from: it runs beside the new stream, and that endpoint may be the
+// one that failed.
+const leaveTimeout = 2 * time.Second
+
+// leaveBehind tells the endpoint of an earlier stream, in the background,
+// that this process left it for another endpoint, so that it does not
+// count the process as pending for its gateway_retention. Best effort: an
+// endpoint that is away (the usual reason to fail over) learns nothing,
+// and a failure is logged at debug only. It is sent only when the new
+// endpoint did not resume the stream (it answered with a reset): an
+// endpoint that did is a replica of the same store, where the old one sees
+// the process through the store as connected elsewhere, and a leave would
+// erase what the new one saved there.
+func (s *statusSource) leaveBehind(ctx context.Context, old *openStream) {
+	s.leaving.Add(1)
+	go func() {
+		defer s.leaving.Done()
+		lctx, cancel := context.WithTimeout(ctx, leaveTimeout)
+		defer cancel()
+		if err := s.client.leave(lctx, old.base, s.gatewayID, old.ackKey); err != nil {
+			s.logger.Debug("telling a control endpoint the stream left it", zap.String("endpoint", old.base), zap.Error(err))
+		}
+	}()
 }
 
 // subscribe keeps the change stream open until the source is destroyed.
@@ -169,11 +198,18 @@ func (s *statusSource) streamOnce(ctx context.Context, resumable *bool, at int, 
 		return fmt.Errorf("opening change stream: %w", err)
 	}
 	defer resp.Body.Close()
-	s.stream.open.Store(&openStream{base: base, ackKey: ackKey})
+	before := s.stream.open.Swap(&openStream{base: base, ackKey: ackKey})
+	s.stream.cleared = false
 	idle := time.AfterFunc(s.idleLimit(), func() { cancel(errStreamIdle) })
 	defer idle.Stop()
 	acks := s.startAcker(sctx, base, ackKey)
-	inSync := func() { s.client.endpoints.answered(s.client.endpoints.inUse(), at, cause) }
+	inSync := func() {
+		s.client.endpoints.answered(s.client.endpoints.inUse(), at, cause)
+		if before != nil && before.base != base && before.ackKey != "" && s.stream.cleared {
+			s.leaveBehind(ctx, before)
+			before = nil // once
+		}
+	}
 
 	events := controlapi.NewEventReader(resp.Body)
 	for {
@@ -226,6 +262,7 @@ func (s *statusSource) dispatch(ev controlapi.Event, resumable *bool, inSync fun
 		// way the cache cannot be trusted.
 		if ev.Name == controlapi.EventReset || !*resumable {
 			s.reset()
+			s.stream.cleared = true
 			s.logger.Info("status cache cleared", zap.String("because", map[bool]string{true: "reset by the control endpoint", false: "first connection"}[ev.Name == controlapi.EventReset]))
 		}
 		s.applied.Store(rev)
