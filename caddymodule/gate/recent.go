@@ -13,9 +13,14 @@ import (
 // cache; the lookup consults this first. The window only has to outlast the
 // longest lookup (control_timeout is capped well below it).
 type recentChanges struct {
-	mu      sync.Mutex
-	byID    map[string]recentChange
-	oldest  time.Time
+	mu     sync.Mutex
+	byID   map[string]recentChange
+	oldest time.Time
+	// peak is the most entries byID has held since it was made: a Go map
+	// never gives back the room it grew to, so a burst of changes (100,000
+	// connections created in a minute) would otherwise keep about 130 bytes
+	// per change of that minute for the life of the process.
+	peak    int
 	cleared time.Time
 }
 
@@ -35,15 +40,29 @@ func (r *recentChanges) record(c store.Change, now time.Time) {
 		r.oldest = now
 	}
 	if now.Sub(r.oldest) > recentWindow {
-		for id, rc := range r.byID {
-			if now.Sub(rc.at) > recentWindow {
-				delete(r.byID, id)
-			}
-		}
-		r.oldest = now // what is left is younger than the window: next prune one window on
+		r.prune(now)
 	}
 	if prev, ok := r.byID[c.ID]; !ok || c.Revision > prev.revision {
 		r.byID[c.ID] = recentChange{status: c.Status, revision: c.Revision, at: now}
+		r.peak = max(r.peak, len(r.byID))
+	}
+}
+
+// prune forgets the changes older than the window, and moves what is left
+// to a map of its size once it is down to a quarter of the peak.
+func (r *recentChanges) prune(now time.Time) {
+	for id, rc := range r.byID {
+		if now.Sub(rc.at) > recentWindow {
+			delete(r.byID, id)
+		}
+	}
+	r.oldest = now // what is left is younger than the window: next prune one window on
+	if len(r.byID) <= r.peak/4 {
+		kept := make(map[string]recentChange, len(r.byID))
+		for id, rc := range r.byID {
+			kept[id] = rc
+		}
+		r.byID, r.peak = kept, len(kept)
 	}
 }
 
@@ -59,7 +78,7 @@ func (r *recentChanges) newer(id string, revision uint64) (recentChange, bool) {
 func (r *recentChanges) clearAll(now time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.byID = nil
+	r.byID, r.peak = nil, 0
 	r.cleared = now
 }
 
