@@ -189,7 +189,7 @@ func fillCaches(b *testing.B, tokens *tokenVerifier, src *statusSource, nTokens,
 	exp := time.Now().Add(time.Hour).UnixNano()
 	for i := range nTokens {
 		key, sum := tokenKey(fmt.Sprintf("token-%d", i))
-		for !tokens.cache.Set(key, &verified{sum: sum, connectionID: id(i), expires: exp}, tokenEntryCost) {
+		for !tokens.cache.Set(key, &verifiedToken{sum: sum, connectionID: id(i), expires: exp}, tokenEntryCost) {
 			tokens.cache.Wait() // the insert buffer is full: let it drain
 		}
 		if i%1000 == 999 {

@@ -99,7 +99,7 @@ func TestTokenCacheComparesTheWholeToken(t *testing.T) {
 	tok := ed.sign(t, claims, nil)
 	key, _ := tokenKey(tok)
 	_, other := tokenKey(tok + "x")
-	g.tokens.cache.Set(key, &verified{sum: other, connectionID: "conn_someone_else", expires: time.Now().Add(time.Hour).UnixNano()}, 1)
+	g.tokens.cache.Set(key, &verifiedToken{sum: other, connectionID: "conn_someone_else", expires: time.Now().Add(time.Hour).UnixNano()}, 1)
 	g.tokens.cache.Wait()
 	v, err := g.tokens.verify(context.Background(), tok)
 	if err != nil || v.connectionID != cid {
