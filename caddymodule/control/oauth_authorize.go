@@ -109,27 +109,27 @@ func backToApp(req authRequest, params url.Values) string {
 	return u.String()
 }
 
-// page is what the templates show.
+// page is what the templates show. SignOutCSRF, set only for a person
+// signed in with the session cookie, shows the sign-out form.
 type page struct {
-	Title, AppName, Person, Message, CSRF, ReturnURL string
-	Orgs                                             []string
-	Request                                          authRequest
+	Title, AppName, Person, Message, CSRF, SignOutCSRF, ReturnURL string
+	Orgs                                                          []string
+	Request                                                       authRequest
 }
 
-// person is who is at the browser: the principal, and the id that named
-// them (which may name nobody in the principals file).
-func (c *Control) person(r *http.Request) (p *principal, claimed string) {
+// person is who is at the browser: the principal, the id that named them
+// (which may name nobody in the principals file), and whether that id came
+// from the session cookie (and so can be signed out of).
+func (c *Control) person(r *http.Request) (p *principal, claimed string, session bool) {
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 		if id, ok := repl.GetString("http.auth.user.id"); ok && id != "" {
-			return c.keys.byID(id), id
+			return c.keys.byID(id), id, false
 		}
 	}
-	if ck, err := r.Cookie(sessionCookie); err == nil {
-		if id, ok := c.cookies.sessionPrincipal(ck.Value); ok {
-			return c.keys.byID(id), id
-		}
+	if id, ok := c.cookies.sessionPrincipal(cookieValue(r, cookiesOf(r).session)); ok {
+		return c.keys.byID(id), id, true
 	}
-	return nil, ""
+	return nil, "", false
 }
 
 // serveAuthorize is GET and POST /oauth/authorize.
@@ -184,8 +184,11 @@ func (c *Control) showAuthorize(w http.ResponseWriter, r *http.Request, q url.Va
 		return err
 	}
 	nonce := csrfNonce(w, r)
-	p, claimed := c.person(r)
+	p, claimed, session := c.person(r)
 	pg := page{AppName: req.app.Name, Request: req, Message: n.message}
+	if session {
+		pg.SignOutCSRF = c.cookies.csrfToken("signout", "", nonce)
+	}
 	show := func(name string) error {
 		for k, v := range n.header {
 			w.Header().Set(k, v)
@@ -202,7 +205,7 @@ func (c *Control) showAuthorize(w http.ResponseWriter, r *http.Request, q url.Va
 		orgs = authorisableOrgs(p)
 	}
 	if len(orgs) == 0 {
-		pg.Title = "Access denied"
+		pg.Title, pg.Person = "Access denied", claimed
 		pg.Message = claimed + " has no Developer Portal access (role developer, owner, manager or administrator) in any organisation, so " +
 			req.app.Name + " cannot be authorised. Ask an administrator of your organisation for it."
 		pg.ReturnURL = backToApp(req, url.Values{"error": {string(controlapi.OAuthAccessDenied)}, "error_description": {"The user has no Developer Portal access."}})
@@ -220,10 +223,7 @@ func (c *Control) decideAuthorize(w http.ResponseWriter, r *http.Request) error 
 		return &authError{status: http.StatusBadRequest, code: controlapi.OAuthInvalidRequest, message: "The form could not be read."}
 	}
 	form := r.PostForm
-	nonce := ""
-	if ck, err := r.Cookie(csrfCookie); err == nil {
-		nonce = ck.Value
-	}
+	nonce := cookieValue(r, cookiesOf(r).csrf)
 	expired := &authError{status: http.StatusForbidden, code: controlapi.OAuthAccessDenied,
 		message: "This form has expired or was sent from another site. Go back to the application and start again."}
 	action := form.Get("action")
@@ -233,11 +233,21 @@ func (c *Control) decideAuthorize(w http.ResponseWriter, r *http.Request) error 
 		}
 		return c.signIn(w, r, form)
 	}
+	if action == "signout" {
+		// Bound to no person: a session that ended meanwhile still signs
+		// out rather than showing an expired form.
+		if !c.cookies.validCSRF(form.Get("csrf"), "signout", "", nonce) {
+			return expired
+		}
+		clearSession(w, r)
+		http.Redirect(w, r, controlapi.PathAuthorize+"?"+withoutFields(form, "action", "csrf").Encode(), http.StatusSeeOther)
+		return nil
+	}
 	req, err := c.readAuthRequest(r, withoutFields(form, "action", "csrf", "org_id"))
 	if err != nil {
 		return err
 	}
-	p, claimed := c.person(r)
+	p, claimed, _ := c.person(r)
 	if claimed == "" {
 		return c.showAuthorize(w, r, withoutFields(form, "action", "csrf", "org_id"), notice{message: "Your session has ended; sign in again."})
 	}
@@ -305,7 +315,7 @@ func (c *Control) signIn(w http.ResponseWriter, r *http.Request, form url.Values
 		return c.showAuthorize(w, r, params, notice{message: "That key is not a person's key. Use the key you sign in to the Connections List page with."})
 	}
 	value, expires := c.cookies.session(p.id)
-	setCookie(w, r, sessionCookie, value, expires)
+	setCookie(w, r, cookiesOf(r).session, value, expires)
 	http.Redirect(w, r, controlapi.PathAuthorize+"?"+params.Encode(), http.StatusSeeOther)
 	return nil
 }

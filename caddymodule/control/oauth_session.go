@@ -17,15 +17,34 @@ import (
 // cookie. Cookies are signed, not stored, so that any control replica
 // accepts any replica's cookie (they share the signing secret).
 const (
-	sessionCookie = "conngate_session"
-	// csrfCookie holds a random nonce that forms carry a MAC of: a form
-	// posted from another site cannot know it (double submit, bound to the
-	// person and the purpose by the MAC).
-	csrfCookie     = "conngate_csrf"
-	cookiePath     = "/oauth/"
 	sessionTTL     = 30 * time.Minute
 	oauthSecretKey = "oauth-cookie-mac-key"
 )
+
+// cookieNames are the names and path of the sign-in cookies for one
+// request's scheme.
+type cookieNames struct {
+	session string
+	// csrf holds a random nonce that forms carry a MAC of: a form posted
+	// from another site cannot know it (double submit, bound to the person
+	// and the purpose by the MAC).
+	csrf string
+	path string
+}
+
+// cookiesOf names the cookies by the request's scheme. Over HTTPS they
+// carry the __Host- prefix (RFC 6265bis section 4.1.3.2): the browser takes
+// them only with Secure, Path=/ and no Domain, so a sibling subdomain can
+// neither set nor shadow them. Plain HTTP (loopback development) cannot
+// have the prefix and keeps the unprefixed names under /oauth/. Reads
+// accept only the names of the request's scheme, so an unprefixed cookie
+// planted over HTTPS is never taken for a session.
+func cookiesOf(r *http.Request) cookieNames {
+	if r.TLS != nil {
+		return cookieNames{session: "__Host-conngate_session", csrf: "__Host-conngate_csrf", path: "/"}
+	}
+	return cookieNames{session: "conngate_session", csrf: "conngate_csrf", path: "/oauth/"}
+}
 
 // cookieSigner signs and checks session cookies and CSRF tokens.
 type cookieSigner struct {
@@ -75,26 +94,40 @@ func (s cookieSigner) validCSRF(token, purpose, principalID, nonce string) bool 
 	return nonce != "" && hmac.Equal([]byte(token), []byte(s.csrfToken(purpose, principalID, nonce)))
 }
 
+// cookieValue is the value of the request's cookie name, or "".
+func cookieValue(r *http.Request, name string) string {
+	if c, err := r.Cookie(name); err == nil {
+		return c.Value
+	}
+	return ""
+}
+
 // csrfNonce returns the browser's nonce, setting a new one when it has none.
 func csrfNonce(w http.ResponseWriter, r *http.Request) string {
-	if c, err := r.Cookie(csrfCookie); err == nil && len(c.Value) >= 22 {
-		return c.Value
+	if nonce := cookieValue(r, cookiesOf(r).csrf); len(nonce) >= 22 {
+		return nonce
 	}
 	b := make([]byte, 18)
 	rand.Read(b) // never fails
 	nonce := base64.RawURLEncoding.EncodeToString(b)
-	setCookie(w, r, csrfCookie, nonce, time.Time{})
+	setCookie(w, r, cookiesOf(r).csrf, nonce, time.Time{})
 	return nonce
 }
 
-// setCookie sets an /oauth/ cookie: HttpOnly, SameSite=Lax (sent on the
+// setCookie sets a sign-in cookie: HttpOnly, SameSite=Lax (sent on the
 // top-level navigation from the app, not on cross-site posts), Secure over
-// HTTPS. A zero expires makes a browser-session cookie.
+// HTTPS. A zero expires makes a browser-session cookie; one in the past
+// removes the cookie.
 func setCookie(w http.ResponseWriter, r *http.Request, name, value string, expires time.Time) {
-	c := &http.Cookie{Name: name, Value: value, Path: cookiePath, HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: r.TLS != nil}
+	c := &http.Cookie{Name: name, Value: value, Path: cookiesOf(r).path, HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: r.TLS != nil}
 	if !expires.IsZero() {
 		c.Expires = expires
-		c.MaxAge = int(time.Until(expires).Seconds())
+		c.MaxAge = max(int(time.Until(expires).Seconds()), -1) // -1 sends Max-Age=0
 	}
 	http.SetCookie(w, c)
+}
+
+// clearSession removes the session cookie: the person is signed out.
+func clearSession(w http.ResponseWriter, r *http.Request) {
+	setCookie(w, r, cookiesOf(r).session, "", time.Unix(1, 0))
 }
