@@ -44,7 +44,10 @@ type Control struct {
 	// tokens. Default: a key generated on first start and kept in the store.
 	SigningKeyFile string `json:"signing_key_file,omitempty"`
 
-	// The "iss" claim of issued tokens. Default: "conngate".
+	// The "iss" claim of issued tokens. Make it the endpoint's public https
+	// URL (such as https://control.example.com): the OAuth metadata then
+	// names it as its issuer and builds its endpoints on it, as RFC 8414
+	// clients expect. Default: "conngate".
 	Issuer string `json:"issuer,omitempty"`
 
 	// The "aud" claim of issued tokens. Default: "conngate".
@@ -125,6 +128,11 @@ func (c *Control) Provision(ctx caddy.Context) error {
 	c.logger = ctx.Logger()
 	if c.Issuer == "" {
 		c.Issuer = DefaultIssuer
+	}
+	if issuerOrigin(c.Issuer) == "" {
+		c.logger.Warn("issuer is not the control endpoint's public https URL: the OAuth metadata names the origin each request reached as its issuer, not the access tokens' iss, "+
+			"so RFC 8414 clients that check the issuer may refuse it; set issuer to the endpoint's https URL, such as https://control.example.com (and the gateways' issuer to match)",
+			zap.String("issuer", c.Issuer))
 	}
 	if c.Audience == "" {
 		c.Audience = DefaultAudience

@@ -2,8 +2,10 @@ package control
 
 import (
 	"errors"
+	"net"
 	"net/http"
 	"net/url"
+	"strings"
 
 	"github.com/golang-jwt/jwt/v5"
 
@@ -174,16 +176,23 @@ func unixOf(d *jwt.NumericDate) int64 {
 }
 
 // serveOAuthMetadata is GET /.well-known/oauth-authorization-server (RFC
-// 8414), with endpoint URLs on the origin the client reached.
+// 8414). Its issuer must be the one clients expect (section 3.3) and the
+// access tokens' iss (RFC 9068): the issuer setting, when that is a URL the
+// endpoints can be built on. Otherwise the endpoints are on the origin the
+// client reached, named as the issuer (Provision warns of it).
 func (c *Control) serveOAuthMetadata(w http.ResponseWriter, r *http.Request) {
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
+	issuer, base := c.Issuer, issuerOrigin(c.Issuer)
+	if base == "" {
+		scheme := "http"
+		if r.TLS != nil {
+			scheme = "https"
+		}
+		base = scheme + "://" + r.Host
+		issuer = base
 	}
-	base := scheme + "://" + r.Host
 	clientAuth := []string{string(store.AuthSecretBasic), string(store.AuthSecretPost), string(store.AuthNone)}
 	encodeJSON(w, controlapi.ServerMetadata{
-		Issuer:                                    base,
+		Issuer:                                    issuer,
 		AuthorizationEndpoint:                     base + controlapi.PathAuthorize,
 		TokenEndpoint:                             base + controlapi.PathToken,
 		RevocationEndpoint:                        base + controlapi.PathRevoke,
@@ -197,4 +206,29 @@ func (c *Control) serveOAuthMetadata(w http.ResponseWriter, r *http.Request) {
 		RevocationEndpointAuthMethodsSupported:    clientAuth,
 		IntrospectionEndpointAuthMethodsSupported: []string{string(store.AuthSecretBasic), string(store.AuthSecretPost), "bearer"},
 	})
+}
+
+// issuerOrigin is the origin of issuer when issuer is the control
+// endpoint's URL as RFC 8414 section 2 has it: https (or http on a loopback
+// host, for development), a host, no user info, query or fragment, and no
+// path but "/" (the pages and endpoints sit at the root of the endpoint's
+// origin, and the metadata is served only at the root's well-known path).
+// Anything else, such as the default "conngate", gives "".
+func issuerOrigin(issuer string) string {
+	u, err := url.Parse(issuer)
+	if err != nil || u.Hostname() == "" || u.User != nil || strings.ContainsAny(issuer, "?#") || (u.Path != "" && u.Path != "/") {
+		return ""
+	}
+	switch {
+	case u.Scheme == "https":
+	case u.Scheme == "http" && isLoopback(u.Hostname()):
+	default:
+		return ""
+	}
+	return u.Scheme + "://" + u.Host
+}
+
+func isLoopback(host string) bool {
+	ip := net.ParseIP(host)
+	return strings.EqualFold(host, "localhost") || (ip != nil && ip.IsLoopback())
 }
