@@ -21,6 +21,7 @@ type recentChanges struct {
 	// connections created in a minute) would otherwise keep about 130 bytes
 	// per change of that minute for the life of the process.
 	peak    int
+	prunes  int // how many times the map was scanned for old changes
 	cleared time.Time
 }
 
@@ -51,6 +52,7 @@ func (r *recentChanges) record(c store.Change, now time.Time) {
 // prune forgets the changes older than the window, and moves what is left
 // to a map of its size once it is down to a quarter of the peak.
 func (r *recentChanges) prune(now time.Time) {
+	r.prunes++
 	for id, rc := range r.byID {
 		if now.Sub(rc.at) > recentWindow {
 			delete(r.byID, id)
