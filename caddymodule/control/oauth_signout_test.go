@@ -154,6 +154,9 @@ func TestOAuthSignOut(t *testing.T) {
 		b := controltest.Browser(t)
 		consent := signInAs(t, b, base, authURL, f.keys["developer"])
 		other := signInAs(t, controltest.Browser(t), base, authURL, f.keys["developer"])
+		if signOutForm(consent.Body) == nil || signOutForm(other.Body) == nil {
+			t.Fatalf("no sign-out form:\n%s", consent.Body)
+		}
 		for name, csrf := range map[string]string{
 			"none":                       "",
 			"the consent form's":         consent.Form.Get("csrf"),
