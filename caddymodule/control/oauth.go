@@ -20,9 +20,6 @@ import (
 type oauthError struct {
 	status int
 	body   controlapi.OAuthError
-	// basicChallenge: the client tried HTTP Basic authentication and
-	// failed, so the 401 carries a Basic challenge (section 5.2).
-	basicChallenge bool
 }
 
 func (e *oauthError) Error() string { return string(e.body.Code) + ": " + e.body.Description }
@@ -31,13 +28,16 @@ func oauthFail(code controlapi.OAuthErrorCode, description string) *oauthError {
 	return &oauthError{status: http.StatusBadRequest, body: controlapi.OAuthError{Code: code, Description: description}}
 }
 
-// oauthEndpoint adapts an OAuth operation: it writes a returned *oauthError
-// as the RFC says and anything else as a logged server_error.
-func (c *Control) oauthEndpoint(method string, serve func(http.ResponseWriter, *http.Request) error) http.HandlerFunc {
+// oauthEndpoint adapts an OAuth operation that takes method and lets
+// clients authenticate with schemes ("Basic", "Bearer"), which its 401s
+// challenge: it writes a returned *oauthError as the RFC says, a store
+// outage as a 503 temporarily_unavailable the client may retry, and
+// anything else as a logged server_error.
+func (c *Control) oauthEndpoint(method string, schemes []string, serve func(http.ResponseWriter, *http.Request) error) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != method {
 			w.Header().Set("Allow", method)
-			writeOAuthError(w, &oauthError{status: http.StatusMethodNotAllowed,
+			writeOAuthError(w, r, schemes, &oauthError{status: http.StatusMethodNotAllowed,
 				body: controlapi.OAuthError{Code: controlapi.OAuthInvalidRequest, Description: r.Method + " is not allowed here; use " + method + "."}})
 			return
 		}
@@ -46,23 +46,53 @@ func (c *Control) oauthEndpoint(method string, serve func(http.ResponseWriter, *
 			return
 		}
 		var oe *oauthError
-		if !errors.As(err, &oe) {
+		switch {
+		case errors.As(err, &oe):
+		case errors.Is(err, store.ErrOutcomeUnknown):
+			c.logger.Error("store connection lost during a commit", zap.String("path", r.URL.Path), zap.Error(err))
+			oe = oauthUnavailable(w, "The store's connection was lost while the change was committed: it may or may not have been made.")
+		case errors.Is(err, store.ErrUnavailable):
+			c.noteStoreOutage(err)
+			oe = oauthUnavailable(w, "The store cannot be reached; nothing was changed. Try again shortly.")
+		default:
 			c.logger.Error("oauth request failed", zap.String("path", r.URL.Path), zap.Error(err))
 			oe = &oauthError{status: http.StatusInternalServerError, body: controlapi.OAuthError{Code: controlapi.OAuthServerError, Description: "The server failed; nothing was changed. Try again."}}
 		}
-		writeOAuthError(w, oe)
+		writeOAuthError(w, r, schemes, oe)
 	}
 }
 
-func writeOAuthError(w http.ResponseWriter, e *oauthError) {
+// oauthUnavailable is a store outage at an OAuth endpoint: 503 with
+// Retry-After, as the API answers one, in the RFC's format
+// (temporarily_unavailable, RFC 6749 section 4.1.2.1).
+func oauthUnavailable(w http.ResponseWriter, description string) *oauthError {
+	w.Header().Set("Retry-After", storeRetryAfter)
+	return &oauthError{status: http.StatusServiceUnavailable,
+		body: controlapi.OAuthError{Code: controlapi.OAuthTemporarilyUnavailable, Description: description}}
+}
+
+func writeOAuthError(w http.ResponseWriter, r *http.Request, schemes []string, e *oauthError) {
 	if e.status == http.StatusUnauthorized {
-		challenge := `Bearer realm="conngate"`
-		if e.basicChallenge {
-			challenge = `Basic realm="conngate"`
-		}
-		w.Header().Set("WWW-Authenticate", challenge)
+		w.Header().Set("WWW-Authenticate", oauthChallenge(r, schemes))
 	}
 	writeOAuthJSON(w, e.status, e.body)
+}
+
+// oauthChallenge is the WWW-Authenticate of a 401 invalid_client: the
+// scheme the client tried in its Authorization header, when the endpoint
+// takes it (RFC 6749 section 5.2), else every scheme the endpoint takes
+// (RFC 9110 section 11.6.1: a challenge that applies to it; a client that
+// sent its credentials in the body, or none, learns how it may).
+func oauthChallenge(r *http.Request, schemes []string) string {
+	tried, _, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+	challenges := make([]string, 0, len(schemes))
+	for _, s := range schemes {
+		if strings.EqualFold(tried, s) {
+			return s + ` realm="conngate"`
+		}
+		challenges = append(challenges, s+` realm="conngate"`)
+	}
+	return strings.Join(challenges, ", ")
 }
 
 // writeOAuthJSON answers with the headers RFC 6749 section 5.1 asks of
@@ -113,7 +143,7 @@ func (c *Control) authenticateClient(r *http.Request, form url.Values) (store.Ap
 		id, err1 = url.QueryUnescape(id)
 		secret, err2 = url.QueryUnescape(secret)
 		if err1 != nil || err2 != nil {
-			return store.App{}, &oauthError{status: http.StatusUnauthorized, basicChallenge: true,
+			return store.App{}, &oauthError{status: http.StatusUnauthorized,
 				body: controlapi.OAuthError{Code: controlapi.OAuthInvalidClient, Description: "The Basic credentials are not form-encoded."}}
 		}
 		if form.Has("client_secret") {
@@ -125,7 +155,7 @@ func (c *Control) authenticateClient(r *http.Request, form url.Values) (store.Ap
 	} else {
 		id, secret = form.Get("client_id"), form.Get("client_secret")
 	}
-	unknown := &oauthError{status: http.StatusUnauthorized, basicChallenge: basic,
+	unknown := &oauthError{status: http.StatusUnauthorized,
 		body: controlapi.OAuthError{Code: controlapi.OAuthInvalidClient, Description: "Unknown client, or wrong client secret."}}
 	if id == "" {
 		unknown.body.Description = "The client is not identified: send client_id."

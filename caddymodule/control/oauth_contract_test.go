@@ -57,6 +57,10 @@ func send(t *testing.T, client *http.Client, method, target, contentType, body s
 
 const formType = "application/x-www-form-urlencoded"
 
+// basicChallenge is the challenge of a 401 at the token and revocation
+// endpoints, which take client credentials, never a Bearer token.
+const basicChallenge = `Basic realm="conngate"`
+
 // Every exchange of the OAuth 2.0 flow, its happy paths and its refusals,
 // keeps to openapi.json: a client-side validating transport checks each
 // one (beside controltest's server-side check) and must have reached every
@@ -128,8 +132,14 @@ func TestOAuthExchangesKeepToOpenAPI(t *testing.T) {
 		if a.status != http.StatusOK || json.Unmarshal(a.body, &md) != nil || md.TokenEndpoint != base+controlapi.PathToken {
 			t.Errorf("%d %s", a.status, a.body)
 		}
-		if a := send(t, client, http.MethodPost, base+controlapi.PathOAuthMetadata, "", "", nil); a.status != http.StatusNotFound {
-			t.Errorf("POST: %d", a.status)
+		// A wrong method is a 405 in the API's format, not the catch-all
+		// 404; the stylesheet of the pages answers it alike.
+		for _, path := range []string{controlapi.PathOAuthMetadata, "/oauth/oauth.css"} {
+			a := send(t, client, http.MethodPost, base+path, "", "", nil)
+			var e controlapi.Error
+			if json.Unmarshal(a.body, &e); a.status != http.StatusMethodNotAllowed || e.Code != controlapi.CodeMethodNotAllowed || a.header.Get("Allow") != "GET, HEAD" {
+				t.Errorf("POST %s: %d %s, Allow %q", path, a.status, a.body, a.header.Get("Allow"))
+			}
 		}
 	})
 
@@ -224,11 +234,15 @@ func TestOAuthExchangesKeepToOpenAPI(t *testing.T) {
 			challenge string
 		}{
 			{"a wrong secret, Basic", controlapi.PathToken, url.Values{"grant_type": {"authorization_code"}, "code": {confCode}, "code_verifier": {verifier}},
-				"", basic(f.conf.ClientID, "wrong"), http.StatusUnauthorized, "invalid_client", "Basic"},
+				"", basic(f.conf.ClientID, "wrong"), http.StatusUnauthorized, "invalid_client", basicChallenge},
 			{"a wrong secret, client_secret_post", controlapi.PathToken, url.Values{"grant_type": {"authorization_code"}, "code": {confCode}, "code_verifier": {verifier},
-				"client_id": {f.conf.ClientID}, "client_secret": {"wrong"}}, "", nil, http.StatusUnauthorized, "invalid_client", ""},
-			{"a secret from a public client", controlapi.PathToken, with(redeem, "client_secret", "x"), "", nil, http.StatusUnauthorized, "invalid_client", ""},
-			{"no client", controlapi.PathToken, with(redeem, "client_id", ""), "", nil, http.StatusUnauthorized, "invalid_client", ""},
+				"client_id": {f.conf.ClientID}, "client_secret": {"wrong"}}, "", nil, http.StatusUnauthorized, "invalid_client", basicChallenge},
+			{"a secret from a public client", controlapi.PathToken, with(redeem, "client_secret", "x"), "", nil, http.StatusUnauthorized, "invalid_client", basicChallenge},
+			{"no client", controlapi.PathToken, with(redeem, "client_id", ""), "", nil, http.StatusUnauthorized, "invalid_client", basicChallenge},
+			{"a Bearer token at the token endpoint", controlapi.PathToken, with(redeem, "client_id", ""), "", bearer(f.s.GatewayKey),
+				http.StatusUnauthorized, "invalid_client", basicChallenge},
+			{"revoking as an unknown client", controlapi.PathRevoke, url.Values{"token": {"t"}, "client_id": {"app_nope"}}, "", nil,
+				http.StatusUnauthorized, "invalid_client", basicChallenge},
 			{"an unknown code", controlapi.PathToken, with(redeem, "code", "no-such-code"), "", nil, http.StatusBadRequest, "invalid_grant", ""},
 			{"a wrong PKCE verifier", controlapi.PathToken, with(redeem, "code_verifier", oauth2.GenerateVerifier()), "", nil, http.StatusBadRequest, "invalid_grant", ""},
 			{"no PKCE verifier", controlapi.PathToken, with(redeem, "code_verifier", ""), "", nil, http.StatusBadRequest, "invalid_request", ""},
@@ -244,7 +258,14 @@ func TestOAuthExchangesKeepToOpenAPI(t *testing.T) {
 			{"revoking another app's token", controlapi.PathRevoke, url.Values{"token": {basicTok.RefreshToken}, "client_id": {f.public.ClientID}},
 				"", nil, http.StatusBadRequest, "unauthorized_client", ""},
 			{"revoking without a token", controlapi.PathRevoke, url.Values{}, "", basic(f.conf.ClientID, f.conf.ClientSecret), http.StatusBadRequest, "invalid_request", ""},
-			{"introspecting without credentials", controlapi.PathIntrospect, url.Values{"token": {public.AccessToken}}, "", nil, http.StatusUnauthorized, "invalid_client", ""},
+			{"introspecting without credentials", controlapi.PathIntrospect, url.Values{"token": {public.AccessToken}}, "", nil,
+				http.StatusUnauthorized, "invalid_client", `Bearer realm="conngate", Basic realm="conngate"`},
+			{"introspecting with a wrong client_secret", controlapi.PathIntrospect, url.Values{"token": {public.AccessToken}, "client_id": {f.conf.ClientID}, "client_secret": {"wrong"}},
+				"", nil, http.StatusUnauthorized, "invalid_client", `Bearer realm="conngate", Basic realm="conngate"`},
+			{"introspecting with a wrong secret, Basic", controlapi.PathIntrospect, url.Values{"token": {public.AccessToken}}, "", basic(f.conf.ClientID, "wrong"),
+				http.StatusUnauthorized, "invalid_client", basicChallenge},
+			{"introspecting with a person's key", controlapi.PathIntrospect, url.Values{"token": {public.AccessToken}}, "", bearer(f.keys["developer"]),
+				http.StatusUnauthorized, "invalid_client", `Bearer realm="conngate"`},
 			{"introspecting as a public client", controlapi.PathIntrospect, url.Values{"token": {public.AccessToken}}, "", basic(f.public.ClientID, ""),
 				http.StatusBadRequest, "unauthorized_client", ""},
 		} {
@@ -261,9 +282,8 @@ func TestOAuthExchangesKeepToOpenAPI(t *testing.T) {
 				if a.header.Get("Cache-Control") != "no-store" || a.header.Get("Pragma") != "no-cache" {
 					t.Errorf("Cache-Control %q, Pragma %q", a.header.Get("Cache-Control"), a.header.Get("Pragma"))
 				}
-				if challenge := a.header.Get("WWW-Authenticate"); tt.status == http.StatusUnauthorized && challenge == "" ||
-					tt.challenge != "" && !strings.HasPrefix(challenge, tt.challenge+" ") {
-					t.Errorf("WWW-Authenticate %q", challenge)
+				if challenge := a.header.Get("WWW-Authenticate"); challenge != tt.challenge {
+					t.Errorf("WWW-Authenticate %q, want %q", challenge, tt.challenge)
 				}
 			})
 		}

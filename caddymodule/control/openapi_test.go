@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 
+	"go.uber.org/zap"
+
 	"github.com/conngate/conngate/caddymodule/controlapi"
 )
 
@@ -45,12 +47,16 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 		}
 	}
 	// The OAuth endpoints check their methods themselves; each must reach
-	// its own handler, not the catch-all 404.
+	// its own handler, not the catch-all 404, with a wrong method too (which
+	// it answers 405).
 	mux := (&Control{}).newRoutes().(*http.ServeMux)
 	for _, r := range oauthRoutes {
 		method, path, _ := strings.Cut(r, " ")
 		if _, pattern := mux.Handler(httptest.NewRequest(method, path, nil)); pattern == "/" {
 			t.Errorf("OAuth route %s is not served", r)
+		}
+		if _, pattern := mux.Handler(httptest.NewRequest(http.MethodPut, path, nil)); pattern == "/" {
+			t.Errorf("PUT %s reaches the catch-all 404, not the route's 405", path)
 		}
 		served = append(served, r)
 	}
@@ -64,6 +70,32 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 	for _, r := range documented {
 		if !slices.Contains(served, r) {
 			t.Errorf("openapi.json documents %s, which does not exist", r)
+		}
+	}
+}
+
+// What the site serves beside the API (the Connections List page, its
+// assets, the stylesheet of the authorisation pages) and the OAuth metadata
+// answer GET and HEAD, and another method 405 in the API's format with
+// Allow: GET, HEAD, not the catch-all 404.
+func TestGetOnlyPathsAnswerWrongMethods405(t *testing.T) {
+	routes := (&Control{logger: zap.NewNop()}).newRoutes()
+	for _, path := range []string{"/", "/connections", "/assets/app.js", "/assets/app.css", "/oauth/oauth.css", controlapi.PathOAuthMetadata} {
+		for _, method := range []string{http.MethodGet, http.MethodHead} {
+			w := httptest.NewRecorder()
+			routes.ServeHTTP(w, httptest.NewRequest(method, path, nil))
+			if w.Code != http.StatusOK {
+				t.Errorf("%s %s: %d", method, path, w.Code)
+			}
+		}
+		for _, method := range []string{http.MethodPost, http.MethodPut, http.MethodDelete} {
+			w := httptest.NewRecorder()
+			routes.ServeHTTP(w, httptest.NewRequest(method, path, nil))
+			var body controlapi.Error
+			json.Unmarshal(w.Body.Bytes(), &body)
+			if w.Code != http.StatusMethodNotAllowed || body.Code != controlapi.CodeMethodNotAllowed || w.Header().Get("Allow") != "GET, HEAD" {
+				t.Errorf("%s %s: %d %s, Allow %q; want 405 method_not_allowed, Allow \"GET, HEAD\"", method, path, w.Code, w.Body, w.Header().Get("Allow"))
+			}
 		}
 	}
 }

@@ -82,7 +82,7 @@ func (c *Control) noteStoreOutage(err error) {
 			return
 		}
 	}
-	c.logger.Error("the store is unavailable: API answers are 503 store_unavailable", zap.Error(err))
+	c.logger.Error("the store is unavailable: answers are 503 store_unavailable (temporarily_unavailable at the OAuth endpoints)", zap.Error(err))
 }
 
 // storeOutageLogEvery bounds the log lines of a store outage.

@@ -89,11 +89,11 @@ func (c *Control) newRoutes() http.Handler {
 		mux.Handle(pattern, endpoint{c: c, ops: ops})
 	}
 	// The Connections List page; not part of the API.
-	page := serveWeb("index.html", "text/html; charset=utf-8")
-	mux.Handle("GET /{$}", page)
-	mux.Handle("GET /connections", page)
-	mux.Handle("GET /assets/app.js", serveWeb("app.js", "text/javascript; charset=utf-8"))
-	mux.Handle("GET /assets/app.css", serveWeb("app.css", "text/css; charset=utf-8"))
+	page := c.getOnly(serveWeb("index.html", "text/html; charset=utf-8"))
+	mux.Handle("/{$}", page)
+	mux.Handle("/connections", page)
+	mux.Handle("/assets/app.js", c.getOnly(serveWeb("app.js", "text/javascript; charset=utf-8")))
+	mux.Handle("/assets/app.css", c.getOnly(serveWeb("app.css", "text/css; charset=utf-8")))
 	c.oauthRoutes(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		c.writeError(w, r, controlapi.Errorf(http.StatusNotFound, controlapi.CodeNotFound, "No such endpoint: %s %s.", r.Method, r.URL.Path))
@@ -105,11 +105,29 @@ func (c *Control) newRoutes() http.Handler {
 // not the API's.
 func (c *Control) oauthRoutes(mux *http.ServeMux) {
 	mux.HandleFunc(controlapi.PathAuthorize, c.serveAuthorize)
-	mux.Handle("GET /oauth/oauth.css", serveWeb("oauth.css", "text/css; charset=utf-8"))
-	mux.Handle(controlapi.PathToken, c.oauthEndpoint(http.MethodPost, c.serveToken))
-	mux.Handle(controlapi.PathRevoke, c.oauthEndpoint(http.MethodPost, c.serveRevoke))
-	mux.Handle(controlapi.PathIntrospect, c.oauthEndpoint(http.MethodPost, c.serveIntrospect))
-	mux.HandleFunc("GET "+controlapi.PathOAuthMetadata, c.serveOAuthMetadata)
+	mux.Handle("/oauth/oauth.css", c.getOnly(serveWeb("oauth.css", "text/css; charset=utf-8")))
+	// The token and revocation endpoints take client credentials (Basic, or
+	// in the body); introspection a gateway's or an admin's key as well.
+	basic, bearerOrBasic := []string{"Basic"}, []string{"Bearer", "Basic"}
+	mux.Handle(controlapi.PathToken, c.oauthEndpoint(http.MethodPost, basic, c.serveToken))
+	mux.Handle(controlapi.PathRevoke, c.oauthEndpoint(http.MethodPost, basic, c.serveRevoke))
+	mux.Handle(controlapi.PathIntrospect, c.oauthEndpoint(http.MethodPost, bearerOrBasic, c.serveIntrospect))
+	mux.Handle(controlapi.PathOAuthMetadata, c.getOnly(http.HandlerFunc(c.serveOAuthMetadata)))
+}
+
+// getOnly serves h to GET and HEAD and answers another method 405 in the
+// API's format. A method pattern ("GET /path") would leave it to the
+// catch-all, a 404.
+func (c *Control) getOnly(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet || r.Method == http.MethodHead {
+			h.ServeHTTP(w, r)
+			return
+		}
+		err := controlapi.Errorf(http.StatusMethodNotAllowed, controlapi.CodeMethodNotAllowed, "%s is not allowed here; use GET.", r.Method)
+		err.Header = map[string]string{"Allow": "GET, HEAD"}
+		c.writeError(w, r, err)
+	})
 }
 
 func (e endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {

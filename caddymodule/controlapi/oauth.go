@@ -32,6 +32,9 @@ const (
 	OAuthInvalidScope            OAuthErrorCode = "invalid_scope"
 	OAuthAccessDenied            OAuthErrorCode = "access_denied"
 	OAuthServerError             OAuthErrorCode = "server_error"
+	// OAuthTemporarilyUnavailable: the store cannot be reached, or lost
+	// its connection during a commit; the answer is a 503 with Retry-After.
+	OAuthTemporarilyUnavailable OAuthErrorCode = "temporarily_unavailable"
 )
 
 // OAuthError is the JSON body of a token, revocation or introspection
