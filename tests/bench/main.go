@@ -386,13 +386,13 @@ func run(ctx context.Context, o options) error {
 	fmt.Println()
 	fmt.Println(r.markdown())
 	if o.doc != "" {
-		if err := r.writeDoc(filepath.Join(root, o.doc)); err != nil {
+		if err := r.writeDoc(inRepo(root, o.doc)); err != nil {
 			return err
 		}
 		step("wrote %s", o.doc)
 	}
 	if o.chart != "" {
-		if err := r.writeChart(filepath.Join(root, o.chart)); err != nil {
+		if err := r.writeChart(inRepo(root, o.chart)); err != nil {
 			return err
 		}
 		step("wrote %s", o.chart)
@@ -532,4 +532,13 @@ func median[T cmp.Ordered](xs []T) T {
 		return zero
 	}
 	return s[len(s)/2]
+}
+
+// inRepo is path as given when absolute, else relative to the repository's
+// root (the defaults name files in it wherever the program is run from).
+func inRepo(root, path string) string {
+	if filepath.IsAbs(path) {
+		return path
+	}
+	return filepath.Join(root, path)
 }
