@@ -252,10 +252,16 @@ func TestConnectionsPage(t *testing.T) {
 		// registered with the admin key, through the OAuth pages.
 		_, app := b.api(t, "POST", "/v1/apps", `{"client_name": "Zapier", "redirect_uris": ["https://zapier.example/cb"], "token_endpoint_auth_method": "none", "org_id": "org-1"}`)
 		appID := app["client_id"].(string)
-		cfg := oauth2.Config{ClientID: appID, RedirectURL: "https://zapier.example/cb", Endpoint: oauth2.Endpoint{AuthURL: b.control + "/oauth/authorize"}}
-		back := controltest.Authorize(t, b.control, cfg.AuthCodeURL("st", oauth2.S256ChallengeOption(oauth2.GenerateVerifier())), b.ownerKey, "approve", "org-1")
+		cfg := oauth2.Config{ClientID: appID, RedirectURL: "https://zapier.example/cb",
+			Endpoint: oauth2.Endpoint{AuthURL: b.control + "/oauth/authorize", TokenURL: b.control + "/oauth/token", AuthStyle: oauth2.AuthStyleInParams}}
+		verifier := oauth2.GenerateVerifier()
+		back := controltest.Authorize(t, b.control, cfg.AuthCodeURL("st", oauth2.S256ChallengeOption(verifier)), b.ownerKey, "approve", "org-1")
 		if back.Query().Get("code") == "" {
 			t.Fatalf("authorising the app: back to %s", back)
+		}
+		// The connection is made when the app exchanges its code.
+		if _, err := cfg.Exchange(context.Background(), back.Query().Get("code"), oauth2.VerifierOption(verifier)); err != nil {
+			t.Fatalf("exchanging the code: %v", err)
 		}
 		_, list := b.api(t, "GET", "/v1/connections?app_id="+appID, "")
 		conns := list["connections"].([]any)
