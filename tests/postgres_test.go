@@ -1,19 +1,14 @@
 package tests
 
 import (
-	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/conngate/conngate/store/pgstore/pgtest"
 
 	"github.com/conngate/conngate/caddymodule/control/controltest"
 )
@@ -110,46 +105,15 @@ func startReplica(t testing.TB, dir, name string, env []string) replica {
 // benchmark) with the command that runs it: goTest, with the DSN set.
 func requirePostgres(t testing.TB, goTest string) string {
 	t.Helper()
-	dsn := os.Getenv("CONNGATE_TEST_POSTGRES_DSN")
-	if dsn == "" {
-		t.Skip("no PostgreSQL to run against; run with CONNGATE_TEST_POSTGRES_DSN=postgres://postgres@127.0.0.1:5432/test?sslmode=disable " + goTest)
-	}
-	return dsn
+	return pgtest.DSN(t, goTest)
 }
 
 // testSchema creates a schema for t in the test database, dropped at the
-// end, and returns a DSN whose search_path is that schema.
+// end (registered before the processes start, so run after they stopped),
+// and returns a DSN whose search_path is that schema.
 func testSchema(t testing.TB, dsn string) string {
 	t.Helper()
-	var b [8]byte
-	rand.Read(b[:])
-	schema := "conngate_test_" + hex.EncodeToString(b[:])
-	exec := func(sql string) error {
-		conn, err := pgx.Connect(context.Background(), dsn)
-		if err != nil {
-			return err
-		}
-		defer conn.Close(context.Background())
-		_, err = conn.Exec(context.Background(), sql)
-		return err
-	}
-	if err := exec("CREATE SCHEMA " + schema); err != nil {
-		t.Fatal(err)
-	}
-	// Registered before the processes start, so run after they stopped.
-	t.Cleanup(func() {
-		if err := exec("DROP SCHEMA " + schema + " CASCADE"); err != nil {
-			t.Error(err)
-		}
-	})
-	u, err := url.Parse(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
+	return pgtest.Schema(t, dsn)
 }
 
 func fetch(t *testing.T, u string) string {

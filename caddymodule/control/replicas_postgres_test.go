@@ -2,19 +2,16 @@ package control_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"net/url"
-	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/conngate/conngate/store/pgstore/pgtest"
+
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
-	"github.com/jackc/pgx/v5"
 
 	"github.com/conngate/conngate/caddymodule/control"
 	"github.com/conngate/conngate/caddymodule/control/controltest"
@@ -78,38 +75,7 @@ func (m *countingStore) Cleanup() error {
 // dropped at the end, and returns a DSN whose search_path is that schema.
 func postgresSchema(t testing.TB) string {
 	t.Helper()
-	dsn := os.Getenv("CONNGATE_TEST_POSTGRES_DSN")
-	if dsn == "" {
-		t.Skip("no PostgreSQL to test against; run with CONNGATE_TEST_POSTGRES_DSN=postgres://postgres@127.0.0.1:5432/test?sslmode=disable")
-	}
-	var b [8]byte
-	rand.Read(b[:])
-	schema := "conngate_test_" + hex.EncodeToString(b[:])
-	exec := func(sql string) error {
-		conn, err := pgx.Connect(context.Background(), dsn)
-		if err != nil {
-			return err
-		}
-		defer conn.Close(context.Background())
-		_, err = conn.Exec(context.Background(), sql)
-		return err
-	}
-	if err := exec("CREATE SCHEMA " + schema); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := exec("DROP SCHEMA " + schema + " CASCADE"); err != nil {
-			t.Error(err)
-		}
-	})
-	u, err := url.Parse(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
+	return pgtest.Schema(t, pgtest.DSN(t, "go test -run Replicas ./caddymodule/control"))
 }
 
 // startReplicaOn starts a control endpoint on the PostgreSQL store of dsn,

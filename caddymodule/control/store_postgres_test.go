@@ -2,16 +2,14 @@ package control
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"net/url"
-	"os"
 	"strings"
 	"testing"
 
+	"github.com/conngate/conngate/store/pgstore/pgtest"
+
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
-	"github.com/jackc/pgx/v5"
 )
 
 func TestPostgresStoreCaddyfile(t *testing.T) {
@@ -50,31 +48,14 @@ func TestPostgresStoreCaddyfile(t *testing.T) {
 // was not opened with is refused, without the DSN (its password) in the
 // error. An empty DSN is refused clearly.
 func TestPostgresStoreProvision(t *testing.T) {
-	dsn := os.Getenv("CONNGATE_TEST_POSTGRES_DSN")
-	if dsn == "" {
-		t.Skip("no PostgreSQL to test against; run with CONNGATE_TEST_POSTGRES_DSN=postgres://postgres@127.0.0.1:5432/test?sslmode=disable go test -run PostgresStore ./caddymodule/control")
-	}
-	var b [8]byte
-	rand.Read(b[:])
-	schema := "conngate_test_" + hex.EncodeToString(b[:])
+	dsn := pgtest.Schema(t, pgtest.DSN(t, "go test -run PostgresStore ./caddymodule/control"))
 	ctx := context.Background()
-	admin, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close(ctx)
-	if _, err := admin.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE")
+	t.Setenv("CONNGATE_TEST_STORE_DSN", dsn)
 	u, err := url.Parse(dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	t.Setenv("CONNGATE_TEST_STORE_DSN", u.String())
+	schema := u.Query().Get("search_path") // a part of the DSN no error may show
 
 	cctx, cancel := caddy.NewContext(caddy.Context{Context: ctx})
 	defer cancel()

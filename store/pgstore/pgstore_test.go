@@ -2,22 +2,17 @@ package pgstore
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/conngate/conngate/store"
+	"github.com/conngate/conngate/store/pgstore/pgtest"
 	"github.com/conngate/conngate/store/storetest"
 )
 
@@ -25,58 +20,18 @@ import (
 // to run them.
 func testDSN(t testing.TB) string {
 	t.Helper()
-	dsn := os.Getenv("CONNGATE_TEST_POSTGRES_DSN")
-	if dsn == "" {
-		t.Skip("no PostgreSQL to test against; run with CONNGATE_TEST_POSTGRES_DSN=postgres://postgres@127.0.0.1:5432/test?sslmode=disable go test ./store/pgstore")
-	}
-	return dsn
+	return pgtest.DSN(t, "go test ./store/pgstore")
 }
 
 // newSchema creates an empty schema of its own for t, dropped at the end of
-// t, and returns a DSN whose search_path is that schema: tests running at
-// once (in this process or others) do not see each other's data.
+// t, and returns a DSN whose search_path is that schema.
 func newSchema(t testing.TB, dsn string) string {
 	t.Helper()
-	named, drop, err := createSchema(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := drop(); err != nil {
-			t.Error(err)
-		}
-	})
-	return named
+	return pgtest.Schema(t, dsn)
 }
 
 func createSchema(dsn string) (named string, drop func() error, err error) {
-	var b [8]byte
-	rand.Read(b[:])
-	schema := "conngate_test_" + hex.EncodeToString(b[:])
-	exec := func(sql string) error {
-		ctx := context.Background()
-		admin, err := pgx.Connect(ctx, dsn)
-		if err != nil {
-			return fmt.Errorf("connecting to the test database: %w", err)
-		}
-		defer admin.Close(ctx)
-		if _, err := admin.Exec(ctx, sql); err != nil {
-			return fmt.Errorf("%s: %w", sql, err)
-		}
-		return nil
-	}
-	if err := exec("CREATE SCHEMA " + schema); err != nil {
-		return "", nil, err
-	}
-	drop = func() error { return exec("DROP SCHEMA " + schema + " CASCADE") }
-	u, err := url.Parse(dsn)
-	if err != nil || u.Scheme == "" {
-		return dsn + " search_path=" + schema, drop, nil // a key=value DSN
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String(), drop, nil
+	return pgtest.CreateSchema(dsn)
 }
 
 // open opens a store on dsn, closed at the end of t.
