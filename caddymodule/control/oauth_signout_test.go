@@ -14,6 +14,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"golang.org/x/oauth2"
 
+	"github.com/conngate/conngate/caddymodule/control/contracttest"
 	"github.com/conngate/conngate/caddymodule/control/controltest"
 )
 
@@ -62,23 +63,26 @@ func sameRequest(t *testing.T, authURL string, got url.Values) {
 	}
 }
 
-// pagesServer serves f's control handler as it is, over TLS or not: these
-// tests are about the pages and their cookies, not the wire contract that
-// base checks every answer against.
-func pagesServer(t *testing.T, f *oauthFixture, overTLS bool) *httptest.Server {
-	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+// tlsServer serves f's control handler over TLS, checking every exchange
+// against openapi.json as f.s does over plain HTTP: the __Host- cookies
+// exist only over HTTPS.
+func tlsServer(t *testing.T, f *oauthFixture) *httptest.Server {
+	contract, err := contracttest.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewTLSServer(contract.Handler(controlHandler(t, f), func(err error) { t.Errorf("openapi.json: %v", err) }))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// controlHandler is f's control handler as an http.Handler.
+func controlHandler(t *testing.T, f *oauthFixture) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := f.s.Control.ServeHTTP(w, r, nil); err != nil {
 			t.Errorf("control handler returned %v", err)
 		}
 	})
-	srv := httptest.NewUnstartedServer(h)
-	if overTLS {
-		srv.StartTLS()
-	} else {
-		srv.Start()
-	}
-	t.Cleanup(srv.Close)
-	return srv
 }
 
 // authURLOn is an authorisation request of f's public app to srv.
@@ -99,8 +103,7 @@ func responseCookies(h http.Header) map[string]*http.Cookie {
 
 func TestOAuthSignOut(t *testing.T) {
 	f := newOAuthFixture(t)
-	srv := pagesServer(t, f, false)
-	base, authURL := srv.URL, authURLOn(f, srv)
+	base, authURL := f.s.URL, authURLOn(f, f.s.HTTP)
 
 	t.Run("the consent page signs out to the sign-in form of the same request", func(t *testing.T) {
 		b := controltest.Browser(t)
@@ -180,9 +183,11 @@ func TestOAuthSignOut(t *testing.T) {
 		r := httptest.NewRequest(http.MethodGet, authURL, nil)
 		r = r.WithContext(context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl))
 		w := httptest.NewRecorder()
-		if err := f.s.Control.ServeHTTP(w, r, nil); err != nil {
+		contract, err := contracttest.Load()
+		if err != nil {
 			t.Fatal(err)
 		}
+		contract.Handler(controlHandler(t, f), func(err error) { t.Errorf("openapi.json: %v", err) }).ServeHTTP(w, r)
 		if body := w.Body.String(); w.Code != http.StatusOK || !strings.Contains(body, `id="approve"`) || signOutForm(body) != nil {
 			t.Errorf("%d, want the consent page without a sign-out form\n%s", w.Code, body)
 		}
@@ -205,7 +210,10 @@ func TestOAuthCookieNames(t *testing.T) {
 		{"plain HTTP", false, "conngate_session", "conngate_csrf", "/oauth/"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			srv := pagesServer(t, f, tt.tls)
+			srv := f.s.HTTP
+			if tt.tls {
+				srv = tlsServer(t, f)
+			}
 			b := controltest.Browser(t)
 			b.Transport = srv.Client().Transport
 			authURL := authURLOn(f, srv)
@@ -248,7 +256,7 @@ func TestOAuthCookieNames(t *testing.T) {
 	}
 
 	t.Run("each scheme reads only its own names", func(t *testing.T) {
-		overTLS, plain := pagesServer(t, f, true), pagesServer(t, f, false)
+		overTLS, plain := tlsServer(t, f), f.s.HTTP
 		for _, tt := range []struct {
 			name     string
 			srv      *httptest.Server
