@@ -153,6 +153,17 @@ func (c *Control) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, backToApp(req, url.Values{"error": {string(ae.code)}, "error_description": {ae.message}}), http.StatusSeeOther)
 	case errors.As(err, &ae):
 		c.render(w, r, ae.status, "denied", page{Title: "Cannot authorise", Message: ae.message})
+	case errors.Is(err, store.ErrOutcomeUnknown):
+		// Only a code is ever saved here, and the app did not get it.
+		c.logger.Error("store connection lost during a commit", zap.String("path", r.URL.Path), zap.Error(err))
+		w.Header().Set("Retry-After", storeRetryAfter)
+		c.render(w, r, http.StatusServiceUnavailable, "denied", page{Title: "Try again in a moment",
+			Message: "The server lost its store's connection while it saved your decision; the application got no code. Try again in a moment."})
+	case errors.Is(err, store.ErrUnavailable):
+		c.noteStoreOutage(err)
+		w.Header().Set("Retry-After", storeRetryAfter)
+		c.render(w, r, http.StatusServiceUnavailable, "denied", page{Title: "Try again in a moment",
+			Message: "The server cannot reach its store just now; nothing was changed. Try again in a moment."})
 	default:
 		c.logger.Error("authorisation failed", zap.Error(err))
 		c.render(w, r, http.StatusInternalServerError, "denied", page{Title: "Something went wrong", Message: "The server failed; nothing was changed. Try again from the application."})

@@ -29,7 +29,8 @@ func init() { caddy.RegisterModule(outageStoreModule{}) }
 // outageStoreModule is a conngate.stores module for tests of store
 // outages: a bolt store whose reads of apps, codes, refresh tokens and
 // connections fail as an unreachable PostgreSQL's do while down is set,
-// and whose RedeemCode loses its commit while lostCommit is set.
+// and whose SaveCode and RedeemCode lose their commit while lostCommit is
+// set.
 type outageStoreModule struct {
 	Path string `json:"path"`
 	// Name keys the store in outageStores, for the test to switch.
@@ -103,6 +104,13 @@ func (s *outageStore) GetRefreshToken(ctx context.Context, hash []byte) (store.R
 		return store.RefreshToken{}, err
 	}
 	return s.Store.GetRefreshToken(ctx, hash)
+}
+
+func (s *outageStore) SaveCode(ctx context.Context, c store.AuthCode) error {
+	if s.lostCommit.Load() {
+		return fmt.Errorf("saving the code: %w", store.ErrOutcomeUnknown)
+	}
+	return s.Store.SaveCode(ctx, c)
 }
 
 func (s *outageStore) RedeemCode(ctx context.Context, hash []byte, first store.RefreshToken) (store.AuthCode, store.Connection, error) {
@@ -186,6 +194,74 @@ func TestOAuthStoreOutageIs503(t *testing.T) {
 	}
 	covered := tr.Covered()
 	for _, want := range []string{"token 503", "revoke 503", "introspect 503"} {
+		if !slices.Contains(covered, want) {
+			t.Errorf("no exchange checked against %s; checked: %q", want, covered)
+		}
+	}
+}
+
+// A store outage at the authorisation pages is a 503 page with
+// Retry-After, not a 500 "Something went wrong": the person may try again
+// in a moment. Every answer keeps to openapi.json (checked on both sides).
+func TestOAuthAuthorizeStoreOutageIs503(t *testing.T) {
+	dir := t.TempDir()
+	principals, keys := writePrincipals(t)
+	s := controltest.Start(t, controltest.Options{Dir: dir, PrincipalsFile: principals, Configure: func(c *control.Control) {
+		c.StoreRaw = caddyconfig.JSONModuleObject(outageStoreModule{Path: filepath.Join(dir, "conngate.db"), Name: t.Name()}, "backend", "test_outage", nil)
+	}})
+	v, _ := outageStores.Load(t.Name())
+	st := v.(*outageStore)
+	var app controlapi.App
+	body := map[string]any{"client_name": "Public app", "redirect_uris": []string{redirectURI}, "token_endpoint_auth_method": "none", "org_id": "org-1"}
+	if code := s.Do(t, s.AdminKey, http.MethodPost, controlapi.PathApps, body, &app); code != http.StatusCreated {
+		t.Fatalf("registering: %d", code)
+	}
+	cfg := oauth2.Config{ClientID: app.ClientID, RedirectURL: redirectURI, Endpoint: oauth2.Endpoint{AuthURL: s.URL + controlapi.PathAuthorize}}
+	authURL := cfg.AuthCodeURL("st", oauth2.S256ChallengeOption(oauth2.GenerateVerifier()))
+
+	contract, err := contracttest.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &contracttest.Transport{Contract: contract, Report: func(err error) { t.Errorf("openapi.json: %v", err) }}
+	b, consent := controltest.Consent(t, s.URL, authURL, keys["developer"])
+	b.Transport = tr
+	approve := url.Values{}
+	for k, v := range consent {
+		approve[k] = v
+	}
+	approve.Set("action", "approve")
+	approve.Set("org_id", "org-1")
+
+	for _, tt := range []struct {
+		name string
+		fail *atomic.Bool
+		page func() controltest.Page
+		hint string
+	}{
+		{"the consent page", &st.down, func() controltest.Page { return controltest.Get(t, b, authURL) }, "nothing was changed"},
+		{"an approval, the app unreadable", &st.down, func() controltest.Page { return controltest.Post(t, b, s.URL, approve) }, "nothing was changed"},
+		{"an approval, the code's commit lost", &st.lostCommit, func() controltest.Page { return controltest.Post(t, b, s.URL, approve) }, "no code"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.fail.Store(true)
+			defer tt.fail.Store(false)
+			p := tt.page()
+			if p.Status != http.StatusServiceUnavailable || p.Header.Get("Retry-After") != "1" || !strings.HasPrefix(p.Header.Get("Content-Type"), "text/html") {
+				t.Errorf("%d, Retry-After %q, Content-Type %q; want a 503 page with Retry-After 1\n%s",
+					p.Status, p.Header.Get("Retry-After"), p.Header.Get("Content-Type"), p.Body)
+			}
+			if !strings.Contains(p.Body, tt.hint) {
+				t.Errorf("the page does not say %q:\n%s", tt.hint, p.Body)
+			}
+		})
+	}
+	// Once the store is back, the same form approves.
+	if back := controltest.Decide(t, b, s.URL, consent, "approve", "org-1"); back.Query().Get("code") == "" {
+		t.Errorf("approving after the outage: sent back to %s", back)
+	}
+	covered := tr.Covered()
+	for _, want := range []string{"authorize 503", "authorizeDecide 503"} {
 		if !slices.Contains(covered, want) {
 			t.Errorf("no exchange checked against %s; checked: %q", want, covered)
 		}
