@@ -84,6 +84,11 @@ func newDemo(t *testing.T) *demo {
 		}
 		cfg = strings.Replace(cfg, r.old, r.new, 1)
 	}
+	// The issuer is the control endpoint's URL, set on both sides.
+	if n := strings.Count(cfg, "issuer http://127.0.0.1:9180\n"); n != 2 {
+		t.Fatalf("Caddyfile.example has its issuer %d times, want twice (gateway and control endpoint)", n)
+	}
+	cfg = strings.ReplaceAll(cfg, "issuer http://127.0.0.1:9180\n", "issuer "+d.control+"\n")
 	// The example has no global options; the test adds an admin address
 	// of its own so that it does not collide with a Caddy on :2019.
 	d.caddyfile = fmt.Sprintf("{\n\tadmin 127.0.0.1:%d\n}\n\n%s", adm, cfg)
@@ -343,11 +348,16 @@ func TestExampleAdaptsAndValidates(t *testing.T) {
 	if out, err := runCaddy(t, dir, env, "adapt", "--config", "Caddyfile.example"); err != nil {
 		t.Fatalf("adapt: %v\n%s", err, out)
 	}
-	if out, err := runCaddy(t, dir, env, "validate", "--config", "Caddyfile.example"); err != nil || !strings.Contains(out, "Valid configuration") {
+	out, err := runCaddy(t, dir, env, "validate", "--config", "Caddyfile.example")
+	if err != nil || !strings.Contains(out, "Valid configuration") {
 		t.Fatalf("validate: %v\n%s", err, out)
 	}
+	// Its issuer is the control endpoint's URL, as RFC 8414 wants: no warning.
+	if strings.Contains(out, `"msg":"issuer is not`) {
+		t.Errorf("validating the example warns of its issuer:\n%s", out)
+	}
 	// Without the keys, validation fails and says which one is missing.
-	out, err := runCaddy(t, dir, IsolatedEnv(dir), "validate", "--config", "Caddyfile.example")
+	out, err = runCaddy(t, dir, IsolatedEnv(dir), "validate", "--config", "Caddyfile.example")
 	if err == nil || !strings.Contains(out, "is that variable set?") {
 		t.Fatalf("validate without keys: %v\n%s", err, out)
 	}

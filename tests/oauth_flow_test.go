@@ -29,7 +29,8 @@ import (
 // oauthDemo is Caddyfile.example (its gateway unchanged) with a person,
 // Dana, who has Developer Portal access in org-1, and a second site that
 // serves the same control endpoint behind Caddy's basic_auth, the way an
-// operator plugs in their own sign-in.
+// operator plugs in their own sign-in (with the demo's issuer, which the
+// demo's gateway accepts).
 type oauthDemo struct {
 	*demo
 	danaKey, danaPassword string
@@ -67,11 +68,11 @@ func newOAuthDemo(t *testing.T) *oauthDemo {
 		store bolt %s
 		api_key admin {env.CONNGATE_ADMIN_KEY}
 		principals_file %s
-		issuer conngate
+		issuer %s
 		audience conngate-demo
 	}
 }
-`, sso, hash, filepath.Join(d.dir, "data", "conngate.db"), filepath.Join(d.dir, "data", "principals.json"))
+`, sso, hash, filepath.Join(d.dir, "data", "conngate.db"), filepath.Join(d.dir, "data", "principals.json"), d.control)
 	d.caddyfile = cfg
 	writeSite(t, d.dir, cfg)
 
