@@ -145,6 +145,20 @@ func TestOAuthCodeRedeemedTwice(t *testing.T) {
 	if in := f.introspect(t, tok.AccessToken); !in.Active {
 		t.Error("another app's use of a redeemed code ended the grant")
 	}
+	// Nor does the right client_id with the code alone: a redeemed code
+	// that leaked (it travels in a redirect URL) without its verifier, or
+	// sent to another redirect URI, is refused and ends nothing.
+	for name, opts := range map[string][]oauth2.AuthCodeOption{
+		"no matching verifier": {oauth2.VerifierOption(oauth2.GenerateVerifier())},
+		"another redirect_uri": {oauth2.VerifierOption(verifier), oauth2.SetAuthURLParam("redirect_uri", "https://elsewhere.example/cb")},
+	} {
+		if _, err := f.conf.Exchange(ctx, code, opts...); oauthCode(err) != "invalid_grant" {
+			t.Errorf("a replay with %s: %v, want invalid_grant", name, err)
+		}
+		if in := f.introspect(t, tok.AccessToken); !in.Active {
+			t.Fatalf("a replay of a redeemed code with %s ended the grant", name)
+		}
+	}
 }
 
 // A code approved by an earlier release, which created the connection at

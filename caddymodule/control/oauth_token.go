@@ -66,6 +66,13 @@ func (c *Control) exchangeCode(r *http.Request, app store.App, form url.Values) 
 	// code could spoil the app's own exchange.
 	ac, err := c.store.GetCode(r.Context(), hash)
 	if errors.Is(err, store.ErrCodeUsed) {
+		if ac.RedirectURI != form.Get("redirect_uri") || !pkceMatches(verifier, ac.Challenge) {
+			// Whoever saw the code (it travels in a redirect URL: browser
+			// history, Referer, proxy logs) but not the verifier is not the
+			// app using it twice: refused, and the grant left alone, or a
+			// replay of a spent code would delete the person's connection.
+			return controlapi.TokenResponse{}, oauthFail(controlapi.OAuthInvalidGrant, "The code is unknown or expired.")
+		}
 		return controlapi.TokenResponse{}, c.codeReused(r, app, ac)
 	}
 	if errors.Is(err, store.ErrGrantNotFound) {
