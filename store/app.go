@@ -123,13 +123,20 @@ func ValidateRedirectURI(raw string) error {
 	case "https":
 		return nil
 	case "http":
-		host := u.Hostname()
-		if ip := net.ParseIP(host); host == "localhost" || ip != nil && ip.IsLoopback() {
+		if IsLoopbackHost(u.Hostname()) {
 			return nil
 		}
 		return bad("must use https (http only for loopback hosts such as 127.0.0.1)")
 	}
 	return bad("must use https")
+}
+
+// IsLoopbackHost reports whether host (a URL's host, without its port)
+// names this machine: localhost, in any case, or a loopback IP address.
+// Only such hosts may be reached over plain http.
+func IsLoopbackHost(host string) bool {
+	ip := net.ParseIP(host)
+	return strings.EqualFold(host, "localhost") || ip != nil && ip.IsLoopback()
 }
 
 // dnsName reports whether host is made of DNS labels: letters, digits and

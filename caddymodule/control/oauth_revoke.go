@@ -2,7 +2,6 @@ package control
 
 import (
 	"errors"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -221,14 +220,9 @@ func issuerOrigin(issuer string) string {
 	}
 	switch {
 	case u.Scheme == "https":
-	case u.Scheme == "http" && isLoopback(u.Hostname()):
+	case u.Scheme == "http" && store.IsLoopbackHost(u.Hostname()):
 	default:
 		return ""
 	}
 	return u.Scheme + "://" + u.Host
-}
-
-func isLoopback(host string) bool {
-	ip := net.ParseIP(host)
-	return strings.EqualFold(host, "localhost") || (ip != nil && ip.IsLoopback())
 }
