@@ -212,43 +212,20 @@ func (s *Store) RotateRefreshToken(_ context.Context, hash []byte, next store.Re
 		if err := pruneRotated(tx, t.ConnectionID, now.Add(-refreshRetention)); err != nil {
 			return err
 		}
-		current := t
-		if !t.RotatedAt.IsZero() {
-			if overlap <= 0 || now.After(t.RotatedAt.Add(overlap)) {
-				return store.ErrRefreshReused
-			}
-			current, err = getRefreshToken(tx, t.ReplacedBy)
-			if errors.Is(err, store.ErrGrantNotFound) || err == nil && !current.RotatedAt.IsZero() {
-				return store.ErrRefreshReused
-			}
-			if err != nil {
-				return err
-			}
-		}
-		if next.AppID != t.AppID || next.ConnectionID != t.ConnectionID {
-			return &store.InvalidError{Field: "refresh token", Reason: "must be of the app and connection of the token it replaces"}
-		}
-		if next.IssuedAt.IsZero() {
-			next.IssuedAt = now
-		}
-		next.RotatedAt, next.ReplacedBy = time.Time{}, nil
-		if err := putNewRefreshToken(tx, next); err != nil {
+		plan, err := store.PlanRotation(t, next, now, overlap, func(h []byte) (store.RefreshToken, error) { return getRefreshToken(tx, h) })
+		if err != nil {
 			return err
 		}
-		current.RotatedAt, current.ReplacedBy = now, bytes.Clone(next.Hash)
-		if bytes.Equal(current.Hash, t.Hash) {
-			t = current
-		} else {
-			// A retry through the overlap: the presented token now leads to
-			// the new current one, so that it may be retried again within
-			// its overlap (several workers of an app refreshing with the
-			// same token at once), while its rotation time stays.
-			t.ReplacedBy = bytes.Clone(next.Hash)
-			if err := putRefreshToken(tx, t); err != nil {
+		t = plan.Presented
+		if err := putNewRefreshToken(tx, plan.New); err != nil {
+			return err
+		}
+		for _, u := range plan.Updated {
+			if err := putRefreshToken(tx, u); err != nil {
 				return err
 			}
 		}
-		return putRefreshToken(tx, current)
+		return nil
 	})
 	if err != nil && !errors.Is(err, store.ErrRefreshReused) && !errors.Is(err, store.ErrGrantNotFound) {
 		return t, fmt.Errorf("rotating refresh token: %w", err)

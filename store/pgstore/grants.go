@@ -1,7 +1,6 @@
 package pgstore
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -203,42 +202,22 @@ func (s *Store) RotateRefreshToken(ctx context.Context, hash []byte, next store.
 		if err != nil {
 			return err
 		}
-		current := t
-		if !t.RotatedAt.IsZero() {
-			if overlap <= 0 || now.After(t.RotatedAt.Add(overlap)) {
-				return store.ErrRefreshReused
-			}
-			current, err = getRefreshToken(ctx, tx, t.ReplacedBy, " FOR UPDATE")
-			if errors.Is(err, store.ErrGrantNotFound) || err == nil && !current.RotatedAt.IsZero() {
-				return store.ErrRefreshReused
-			}
-			if err != nil {
-				return err
-			}
-		}
-		if next.AppID != t.AppID || next.ConnectionID != t.ConnectionID {
-			return &store.InvalidError{Field: "refresh token", Reason: "must be of the app and connection of the token it replaces"}
-		}
-		if next.IssuedAt.IsZero() {
-			next.IssuedAt = now
-		}
-		next.RotatedAt, next.ReplacedBy = time.Time{}, nil
-		if err := putNewRefreshToken(ctx, tx, next); err != nil {
+		plan, err := store.PlanRotation(t, next, now, overlap, func(h []byte) (store.RefreshToken, error) {
+			return getRefreshToken(ctx, tx, h, " FOR UPDATE")
+		})
+		if err != nil {
 			return err
 		}
-		current.RotatedAt, current.ReplacedBy = now, bytes.Clone(next.Hash)
-		if bytes.Equal(current.Hash, t.Hash) {
-			t = current
-		} else {
-			// A retry through the overlap: the presented token now leads to
-			// the new current one, so that it may be retried again within
-			// its overlap, while its rotation time stays.
-			t.ReplacedBy = bytes.Clone(next.Hash)
-			if err := putRefreshToken(ctx, tx, t); err != nil {
+		t = plan.Presented
+		if err := putNewRefreshToken(ctx, tx, plan.New); err != nil {
+			return err
+		}
+		for _, u := range plan.Updated {
+			if err := putRefreshToken(ctx, tx, u); err != nil {
 				return err
 			}
 		}
-		return putRefreshToken(ctx, tx, current)
+		return nil
 	})
 	if err != nil && !errors.Is(err, store.ErrRefreshReused) && !errors.Is(err, store.ErrGrantNotFound) {
 		return t, fmt.Errorf("rotating refresh token: %w", unreachable(err))
