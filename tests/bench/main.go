@@ -165,15 +165,11 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
-	dir, err := os.MkdirTemp("", "conngate-bench-")
+	dir, cleanup, err := benchDir("conngate-bench-", o.keep)
 	if err != nil {
 		return err
 	}
-	if o.keep {
-		fmt.Println("temporary directory:", dir)
-	} else {
-		defer os.RemoveAll(dir)
-	}
+	defer cleanup()
 	self, err := os.Executable()
 	if err != nil {
 		return err
@@ -541,4 +537,18 @@ func inRepo(root, path string) string {
 		return path
 	}
 	return filepath.Join(root, path)
+}
+
+// benchDir makes the run's temporary directory (logs, stores), removed by
+// cleanup unless keep is set, when its path is printed instead.
+func benchDir(prefix string, keep bool) (dir string, cleanup func(), err error) {
+	dir, err = os.MkdirTemp("", prefix)
+	if err != nil {
+		return "", nil, err
+	}
+	if keep {
+		fmt.Println("temporary directory:", dir)
+		return dir, func() {}, nil
+	}
+	return dir, func() { os.RemoveAll(dir) }, nil
 }
